@@ -1,0 +1,193 @@
+"""Typed configuration: training hyperparameters, data set-up, and a run.
+
+Defaults are the paper's (Sun et al., AAAI 2026, Sec. 4): Adam, lr 1e-3, betas (0.9, 0.999),
+batch 48, beta 5e-4, alpha_1 0.5, alpha_2 0.1, M_v 3, d 256. The paper gives no epoch budget; the
+default budget here is fixed and the last model is evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boomda.errors import ConfigError
+
+#: the embedded data's default views and their target shifts (see docs/data.md)
+DEFAULT_MODALITIES = ["fou", "zer", "kar"]
+DEFAULT_SHIFTS = {
+    "fou": "noise:snr=1",
+    "zer": "scale_noise:scale=0.2,snr=0.5",
+    "kar": "mask:fraction=0.4",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run."""
+
+    method: str = "boomda"
+    gamma_solver: str = "closed_form"
+    epochs: int = 30
+    batch_size: int = 48
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    beta: float = 5e-4
+    alpha1: float = 0.5
+    alpha2: float = 0.1
+    vote_threshold: int = 3
+    dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self, n_modalities: int | None = None) -> None:
+        """Raise :class:`ConfigError` naming the first bad option."""
+        from boomda.balance import BALANCERS
+        from boomda.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.gamma_solver not in BALANCERS:
+            raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
+                              f"{', '.join(BALANCERS)}")
+        _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
+        _check(self.batch_size >= 2, "batch_size",
+               "must be at least 2 (a covariance needs 2 samples)", self.batch_size)
+        _check(self.lr > 0, "lr", "must be positive", self.lr)
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+               "must be two numbers in [0, 1)", self.betas)
+        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
+        for name in ("beta", "alpha1", "alpha2"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+        _check(self.vote_threshold >= 1, "vote_threshold", "(M_v) must be at least 1",
+               self.vote_threshold)
+        if n_modalities is not None and self.vote_threshold > n_modalities + 1:
+            raise ConfigError(
+                f"vote_threshold (M_v) = {self.vote_threshold} exceeds M+1 = {n_modalities + 1} "
+                f"voting heads for {n_modalities} modalities"
+            )
+        _check(self.dim >= 1 and self.hidden >= 1, "dim/hidden", "must be positive",
+               (self.dim, self.hidden))
+        _check(0 <= self.dropout < 1, "dropout", "must lie in [0, 1)", self.dropout)
+        _check(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
+               "must be auto, cpu or cuda[:N]", self.device)
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how the domain pair is built.
+
+    ``dataset``: ``mfeat`` (the embedded UCI Multiple Features data) or the path of a ``.npz``
+    file holding one (N, D_m) array per modality plus ``labels`` (N,). ``modalities``: which of
+    its modalities to use, in order (all when empty). ``shifts``: modality -> target shift (see
+    ``boomda.data.shifts.parse_shift``). ``holdout``: stratified fraction of the source half kept
+    out of training. ``split_seed``: seed of the split and shifts (the training seed when None).
+    """
+
+    dataset: str = "mfeat"
+    modalities: list[str] = field(default_factory=lambda: list(DEFAULT_MODALITIES))
+    shifts: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SHIFTS))
+    holdout: float = 0.2
+    split_seed: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """A whole run: data, training and where the run folder goes."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs"
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["train"]["betas"] = list(self.train.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> RunConfig:
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
+                              f"{', '.join(f.name for f in fields(cls))}")
+        data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
+        train = _build(TrainConfig, raw.get("train") or {}, f"{where}.train")
+        if isinstance(train.betas, list):
+            train.betas = tuple(train.betas)
+        return cls(data, train, str(raw.get("out", "runs")), raw.get("name"))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(raw, where=str(path))
+
+
+def _check(ok: bool, name: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"option {name} {message}, got {value!r}")
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str):
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option {sorted(unknown)[0]!r}; allowed: "
+                          f"{', '.join(names)}")
+    obj = cls()
+    for key, value in raw.items():
+        default = getattr(obj, key)
+        setattr(obj, key, _coerce(value, default, f"{where}.{key}"))
+    return obj
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Coerce a YAML / command-line value to the type of the option's default."""
+    if default is None or value is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(float(v) for v in items)
+        if isinstance(default, list):
+            return [str(v) for v in (value.split(",") if isinstance(value, str) else value)]
+        if isinstance(default, dict):
+            if not isinstance(value, Mapping):
+                raise ValueError(value)
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: cannot read {value!r} as {type(default).__name__}") from None

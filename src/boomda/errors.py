@@ -1,0 +1,19 @@
+"""Exceptions raised by boomda for bad input.
+
+Every error names the field, option or file at fault, so that a user never has to read a
+traceback from inside torch to find out what was wrong with their data or configuration.
+"""
+
+from __future__ import annotations
+
+
+class BoomdaError(ValueError):
+    """Base class for errors caused by user input (data, configuration, files)."""
+
+
+class DataError(BoomdaError):
+    """Invalid data: shapes, values, labels or modality names."""
+
+
+class ConfigError(BoomdaError):
+    """Invalid configuration: an unknown or out-of-range option."""

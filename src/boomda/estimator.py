@@ -1,0 +1,173 @@
+"""Estimator-style entry point: build, ``fit(pair)``, ``evaluate``, ``predict``, ``save``/``load``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from boomda.config import TrainConfig
+from boomda.data.container import MultimodalData
+from boomda.data.pair import DomainPair
+from boomda.errors import BoomdaError, DataError
+from boomda.evaluate import evaluate, predict_logits
+from boomda.methods import build_method
+from boomda.nn.net import MultimodalNet
+from boomda.train import StepLog, Trainer, resolve_device, seed_everything
+
+CHECKPOINT_FORMAT = 1
+
+
+class DomainAdapter:
+    """Train a multimodal classifier on a labelled source and an unlabelled, shifted target.
+
+    >>> adapter = DomainAdapter(method="boomda", epochs=30, seed=0)
+    >>> adapter.fit(pair)                       # a DomainPair
+    >>> adapter.evaluate(pair.target)           # {'weighted_f1': ..., 'accuracy': ...}
+    >>> adapter.save("model.pt"); DomainAdapter.load("model.pt").predict(views)
+
+    Keyword arguments are :class:`~boomda.config.TrainConfig` options (``method``,
+    ``gamma_solver``, ``epochs``, ``lr``, ``alpha2``, ...).
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **options) -> None:
+        config = dataclasses.replace(config or TrainConfig())
+        valid = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key, value in options.items():
+            if key not in valid:
+                raise BoomdaError(f"unknown option {key!r}; allowed: {', '.join(sorted(valid))}")
+            setattr(config, key, value)
+        config.validate()
+        self.config = config
+        self.net: MultimodalNet | None = None
+        self.method = None
+        self.history: list[StepLog] = []
+        self.device = resolve_device(config.device)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        pair: DomainPair,
+        *,
+        progress: bool = False,
+        on_step: Callable[[StepLog], None] | None = None,
+    ) -> DomainAdapter:
+        if not isinstance(pair, DomainPair):
+            raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
+        cfg = self.config
+        cfg.validate(n_modalities=len(pair.modalities))
+        seed_everything(cfg.seed)
+        self.net = MultimodalNet(pair.source.dims, pair.n_classes, cfg.dim, cfg.hidden,
+                                 cfg.dropout)
+        self.method = build_method(cfg.method, self.net, cfg)
+        trainer = Trainer(self.method, cfg, self.device)
+        self.history = trainer.fit(pair, on_step=on_step, progress=progress)
+        return self
+
+    # ---------------------------------------------------------------- inference
+    def _require_fitted(self) -> MultimodalNet:
+        if self.net is None:
+            raise BoomdaError("the model is not trained yet: call fit() or load() first")
+        return self.net
+
+    def _as_data(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> MultimodalData:
+        net = self._require_fitted()
+        data = inputs if isinstance(inputs, MultimodalData) else MultimodalData(inputs,
+                                                                                name="inputs")
+        missing = [m for m in net.modalities if m not in data.views]
+        if missing:
+            raise DataError(f"inputs: missing modality {missing[0]!r}; the model expects "
+                            f"{net.modalities}")
+        data = data.select(net.modalities)
+        for m in net.modalities:
+            want = net.encoders[m].standardize.mean.numel()
+            if data.dims[m] != want:
+                raise DataError(f"inputs[{m!r}]: {data.dims[m]} features, the model expects "
+                                f"{want}")
+        return data
+
+    def predict_proba(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, C) of the fused head."""
+        data = self._as_data(inputs)
+        logits = predict_logits(self.net, data, self.device)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+    def predict(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Predicted class indices (N,) of the fused head."""
+        data = self._as_data(inputs)
+        return predict_logits(self.net, data, self.device).argmax(axis=1)
+
+    def evaluate(self, data: MultimodalData, name: str = "data") -> dict:
+        """Weighted F1 and accuracy (x100) on labelled ``data``."""
+        checked = self._as_data(data)
+        checked.check_labels(self.net.n_classes, f"{name}.labels")
+        return evaluate(self.net, checked, self.device, name)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint (architecture, config, state dict) atomically to ``path``."""
+        net = self._require_fitted()
+        path = Path(path)
+        dims = {m: int(net.encoders[m].standardize.mean.numel()) for m in net.modalities}
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "modalities": list(net.modalities),
+            "dims": dims,
+            "n_classes": int(net.n_classes),
+            "config": _plain(dataclasses.asdict(self.config)),
+            "state_dict": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
+        }
+        atomic_torch_save(payload, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> DomainAdapter:
+        """Load a checkpoint written by :meth:`save` (with ``weights_only=True``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise BoomdaError(f"checkpoint not found: {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+            raise BoomdaError(f"{path}: not a readable boomda checkpoint ({exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise BoomdaError(f"{path}: not a boomda checkpoint (format "
+                              f"{payload.get('format') if isinstance(payload, dict) else '?'})")
+        raw = dict(payload["config"])
+        raw["betas"] = tuple(raw["betas"])
+        raw["device"] = device
+        adapter = cls(TrainConfig(**raw))
+        cfg = adapter.config
+        dims = {m: payload["dims"][m] for m in payload["modalities"]}
+        adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout)
+        adapter.method = build_method(cfg.method, adapter.net, cfg)
+        adapter.method.load_state_dict(payload["state_dict"])
+        adapter.method.to(adapter.device).eval()
+        return adapter
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,67 @@
+"""Metrics: weighted F1 (the paper's metric) and accuracy, and model evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from boomda.data.container import MultimodalData
+from boomda.errors import DataError
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) counts: rows are true classes, columns predicted classes."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Support-weighted mean of the per-class F1 scores, in [0, 1].
+
+    A class that is never predicted (or never true) has F1 0; classes absent from ``y_true`` have
+    weight 0.
+    """
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    total = support.sum()
+    return float((f1 * support).sum() / total) if total else 0.0
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+
+
+@torch.no_grad()
+def predict_logits(net, data: MultimodalData, device: torch.device,
+                   batch_size: int = 1024) -> np.ndarray:
+    """Fused-head logits (N, C) for every sample of ``data``, in evaluation mode."""
+    was_training = net.training
+    net.eval()
+    chunks = []
+    try:
+        for start in range(0, len(data), batch_size):
+            inputs = {m: torch.from_numpy(data.views[m][start:start + batch_size]).to(device)
+                      for m in net.modalities}
+            chunks.append(net(inputs).fused_logits.float().cpu())
+    finally:
+        net.train(was_training)
+    if not chunks:
+        return np.zeros((0, net.n_classes), dtype=np.float32)
+    return torch.cat(chunks).numpy()
+
+
+def evaluate(net, data: MultimodalData, device: torch.device, name: str = "data") -> dict:
+    """Weighted F1 and accuracy (both x100) of the fused head on labelled ``data``."""
+    if data.labels is None:
+        raise DataError(f"{name}: labels are needed to evaluate")
+    pred = predict_logits(net, data, device).argmax(axis=1)
+    return {
+        "weighted_f1": 100.0 * weighted_f1(data.labels, pred, net.n_classes),
+        "accuracy": 100.0 * accuracy(data.labels, pred),
+        "n": len(data),
+    }

@@ -1,0 +1,79 @@
+"""The multimodal network of Boomda (paper Fig. 2, Sec. 3A).
+
+One encoder per modality gives Z_1..Z_M (each (B, d)); ``Z_{M+1} = concat(Z_1..Z_M)`` is the fused
+representation; each of the M+1 representations has its own linear classifier head, and the head
+on Z_{M+1} gives the prediction. Modalities are keyed by name, so any M >= 2 uses the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from boomda.errors import DataError
+from boomda.nn.encoders import MLPEncoder
+
+
+@dataclass
+class NetOutput:
+    """``reps``: Z_1..Z_M; ``fused``: Z_{M+1}; ``logits``: the M+1 head outputs, fused last."""
+
+    reps: list[torch.Tensor]
+    fused: torch.Tensor
+    logits: list[torch.Tensor]
+
+    @property
+    def fused_logits(self) -> torch.Tensor:
+        return self.logits[-1]
+
+    def rows(self, index: slice) -> NetOutput:
+        """The same outputs for a slice of the batch (e.g. the source part of a joint batch)."""
+        return NetOutput([z[index] for z in self.reps], self.fused[index],
+                         [out[index] for out in self.logits])
+
+
+class MultimodalNet(nn.Module):
+    """Encoders, fusion by concatenation, and M+1 heads."""
+
+    def __init__(
+        self,
+        dims: Mapping[str, int],
+        n_classes: int,
+        dim: int = 256,
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if len(dims) < 2:
+            raise DataError(f"a multimodal network needs at least 2 modalities, got {list(dims)}")
+        self.modalities = list(dims)
+        self.n_classes = n_classes
+        self.dim = dim
+        self.encoders = nn.ModuleDict(
+            {m: MLPEncoder(n, dim, hidden, dropout) for m, n in dims.items()}
+        )
+        self.heads = nn.ModuleDict({m: nn.Linear(dim, n_classes) for m in dims})
+        self.fused_head = nn.Linear(dim * len(dims), n_classes)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.encoders.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def fit_standardization(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Set every encoder's standardisation statistics from (source) inputs."""
+        for m in self.modalities:
+            self.encoders[m].standardize.fit(inputs[m])
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetOutput:
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise DataError(f"input is missing modality {missing[0]!r}; the model expects "
+                            f"{self.modalities}")
+        reps = [self.encoders[m](inputs[m]) for m in self.modalities]
+        fused = torch.cat(reps, dim=1)
+        logits = [self.heads[m](z) for m, z in zip(self.modalities, reps, strict=True)]
+        logits.append(self.fused_head(fused))
+        return NetOutput(reps, fused, logits)
