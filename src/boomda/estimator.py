@@ -1,4 +1,4 @@
-"""Estimator-style entry point: build, ``fit(pair)``, ``evaluate``, ``predict``, ``save``/``load``."""
+"""Estimator-style entry point: build, ``fit``, ``evaluate``, ``predict``, ``save``/``load``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ class DomainAdapter:
     ) -> DomainAdapter:
         if not isinstance(pair, DomainPair):
             raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
+        if len(pair.modalities) < 2:
+            raise DataError(f"a multimodal model needs at least 2 modalities, got "
+                            f"{pair.modalities}")
         cfg = self.config
         cfg.validate(n_modalities=len(pair.modalities))
         seed_everything(cfg.seed)

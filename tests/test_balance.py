@@ -1,0 +1,261 @@
+"""Balancing: Q from autograd against independent gradients, and the gamma solvers against
+brute-force and independent solvers."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from boomda.balance import (
+    AlignmentProblem,
+    ClosedFormBalancer,
+    ExactBalancer,
+    ParameterMGDABalancer,
+    UniformBalancer,
+    off_diagonal_ratio,
+    parameter_gram,
+    representation_gram,
+    solve_min_norm_closed_form,
+    solve_min_norm_exact,
+)
+from boomda.losses import coral_loss
+
+
+def coral_grads_numpy(zs, zt):
+    """d/dZ of ||C_t - C_s||_F^2 / (4 d^2), derived by hand: for the target rows
+    ``Xc_t (C_t - C_s) / ((n_t - 1) d^2)``, for the source rows minus the analogue."""
+    d = zs.shape[1]
+    diff = np.cov(zt, rowvar=False) - np.cov(zs, rowvar=False)
+    gs = -(zs - zs.mean(0)) @ diff / ((len(zs) - 1) * d * d)
+    gt = (zt - zt.mean(0)) @ diff / ((len(zt) - 1) * d * d)
+    return np.vstack([gs, gt])
+
+
+def _alignment_problem(rng, dims=(3, 4, 2), ns=9, nt=7):
+    reps = [torch.tensor(rng.normal(size=(ns + nt, d)) * rng.uniform(0.5, 3), requires_grad=True)
+            for d in dims]
+    losses = [coral_loss(z[:ns], z[ns:]) for z in reps]
+    fused = torch.cat(reps, dim=1)
+    losses.append(coral_loss(fused[:ns], fused[ns:]))
+    return reps, losses, ns
+
+
+def test_gradient_of_coral_matches_hand_derivation():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(16, 3))
+    t = torch.tensor(z, requires_grad=True)
+    (g,) = torch.autograd.grad(coral_loss(t[:9], t[9:]), t)
+    np.testing.assert_allclose(g.numpy(), coral_grads_numpy(z[:9], z[9:]), rtol=1e-9, atol=1e-14)
+
+
+def test_representation_gram_matches_independent_gradients():
+    rng = np.random.default_rng(1)
+    reps, losses, ns = _alignment_problem(rng)
+    q = representation_gram(losses, reps)
+    zs = [z.detach().numpy() for z in reps]
+    fused = np.hstack(zs)
+    # stacked gradient matrix P (M+1 rows, each the flattened gradient w.r.t. all of Z_{M+1})
+    widths = [z.shape[1] for z in zs]
+    offsets = np.cumsum([0] + widths)
+    rows = []
+    for m, z in enumerate(zs):
+        block = np.zeros_like(fused)
+        block[:, offsets[m]:offsets[m + 1]] = coral_grads_numpy(z[:ns], z[ns:])
+        rows.append(block.ravel())
+    rows.append(coral_grads_numpy(fused[:ns], fused[ns:]).ravel())
+    p = np.array(rows)
+    expected = p @ p.T
+    np.testing.assert_allclose(q, expected, rtol=1e-9, atol=1e-20)
+    # the zero pattern SPEC 4 predicts: only the diagonal and the last row/column
+    m_count = len(zs)
+    for i, j in itertools.product(range(m_count), repeat=2):
+        if i != j:
+            assert q[i, j] == 0.0
+    assert np.all(np.diag(q) > 0)
+    assert np.all(q[:m_count, m_count] != 0)
+
+
+def test_per_modality_loss_has_no_gradient_on_other_modalities():
+    rng = np.random.default_rng(2)
+    reps, losses, _ = _alignment_problem(rng)
+    grads = torch.autograd.grad(losses[0], reps, allow_unused=True)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert grads[1] is None and grads[2] is None
+
+
+def _simplex_grid(n, steps):
+    for combo in itertools.product(range(steps + 1), repeat=n - 1):
+        if sum(combo) <= steps:
+            yield np.array([*combo, steps - sum(combo)]) / steps
+
+
+def test_closed_form_is_the_minimum_of_p4():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        diag = rng.uniform(0.1, 5.0, 3)
+        # off-diagonal entries of Q are ignored by P4
+        q = np.diag(diag) + np.array([[0, 0, 0.3], [0, 0, -0.2], [0.3, -0.2, 0]])
+        gamma = solve_min_norm_closed_form(q)
+        value = gamma @ np.diag(diag) @ gamma
+        brute = min(g @ np.diag(diag) @ g for g in _simplex_grid(3, 200))
+        assert value <= brute + 1e-12
+        assert value == pytest.approx(1.0 / np.sum(1.0 / diag), rel=1e-12)
+        assert brute - value < 1e-3 * value
+
+
+def test_closed_form_beats_random_points_in_higher_dimension():
+    rng = np.random.default_rng(4)
+    diag = rng.uniform(0.01, 10.0, 6)
+    gamma = solve_min_norm_closed_form(np.diag(diag))
+    value = gamma @ (diag * gamma)
+    samples = rng.dirichlet(np.ones(6), 20000)
+    assert value <= np.min(np.sum(samples**2 * diag, axis=1))
+
+
+def brute_force_qp(q):
+    """Exact minimum of gamma^T Q gamma on the simplex by enumerating supports (KKT on each)."""
+    n = q.shape[0]
+    best = (np.inf, None)
+    for k in range(1, n + 1):
+        for support in itertools.combinations(range(n), k):
+            s = list(support)
+            kkt = np.zeros((k + 1, k + 1))
+            kkt[:k, :k] = q[np.ix_(s, s)]
+            kkt[:k, k] = 1
+            kkt[k, :k] = 1
+            rhs = np.zeros(k + 1)
+            rhs[k] = 1
+            try:
+                sol = np.linalg.solve(kkt, rhs)
+            except np.linalg.LinAlgError:
+                continue
+            if np.any(sol[:k] < -1e-12):
+                continue
+            gamma = np.zeros(n)
+            gamma[s] = sol[:k]
+            value = gamma @ q @ gamma
+            if value < best[0]:
+                best = (value, gamma)
+    return best
+
+
+def random_psd(rng, n):
+    a = rng.normal(size=(n, rng.integers(1, n + 3))) * rng.exponential(1.0, (n, 1))
+    return a @ a.T
+
+
+def test_exact_solver_matches_brute_force_and_scipy():
+    rng = np.random.default_rng(5)
+    boundary = 0
+    for trial in range(300):
+        n = int(rng.integers(2, 7))
+        q = random_psd(rng, n)
+        gamma = solve_min_norm_exact(q)
+        assert np.all(gamma >= 0) and gamma.sum() == pytest.approx(1.0, abs=1e-12)
+        value = gamma @ q @ gamma
+        best, best_gamma = brute_force_qp(q)
+        assert value <= best + 1e-10 * np.abs(q).max()
+        boundary += int(np.any(best_gamma < 1e-9))
+        if trial < 40:
+            res = minimize(lambda g, q=q: g @ q @ g, np.full(n, 1 / n), jac=lambda g, q=q: 2 * q @ g,
+                           bounds=[(0, 1)] * n,
+                           constraints=[{"type": "eq", "fun": lambda g: g.sum() - 1}],
+                           method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+            assert value <= res.fun + 1e-8 * np.abs(q).max()
+    assert boundary > 50  # the random cases include many optima on the simplex boundary
+
+
+def test_exact_solver_boundary_optimum_by_hand():
+    # p1 = (1, 0), p2 = (3, 0): the nearest point of the segment to the origin is p1
+    p = np.array([[1.0, 0.0], [3.0, 0.0]])
+    np.testing.assert_allclose(solve_min_norm_exact(p @ p.T), [1.0, 0.0], atol=1e-12)
+    # p1 = (1, 1), p2 = (1, -1): midpoint (1, 0)
+    p = np.array([[1.0, 1.0], [1.0, -1.0]])
+    np.testing.assert_allclose(solve_min_norm_exact(p @ p.T), [0.5, 0.5], atol=1e-12)
+
+
+def test_exact_solver_with_the_structure_of_q():
+    rng = np.random.default_rng(6)
+    for _ in range(50):
+        reps, losses, _ = _alignment_problem(rng, dims=(2, 3, 2, 4))
+        q = representation_gram(losses, reps)
+        gamma = solve_min_norm_exact(q)
+        assert gamma @ q @ gamma <= brute_force_qp(q)[0] + 1e-10 * np.abs(q).max()
+
+
+@pytest.mark.parametrize("balancer", [ClosedFormBalancer(), ExactBalancer(), UniformBalancer()])
+def test_gamma_on_the_simplex(balancer):
+    rng = np.random.default_rng(7)
+    reps, losses, _ = _alignment_problem(rng)
+    result = balancer(AlignmentProblem(losses, reps))
+    gamma = result.gamma.numpy()
+    assert gamma.shape == (4,)
+    assert np.all(gamma >= 0)
+    assert gamma.sum() == pytest.approx(1.0, abs=1e-6)
+    if isinstance(balancer, UniformBalancer):
+        np.testing.assert_allclose(gamma, 0.25)
+        assert result.r is None
+    else:
+        assert result.r == pytest.approx(off_diagonal_ratio(result.gram))
+
+
+def test_closed_form_weights_are_inverse_diagonal():
+    q = np.diag([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(solve_min_norm_closed_form(q), np.array([4, 2, 1]) / 7)
+
+
+def test_off_diagonal_ratio_by_hand():
+    q = np.array([[4.0, 0.0, 1.0], [0.0, 2.0, -3.0], [1.0, -3.0, 8.0]])
+    assert off_diagonal_ratio(q) == pytest.approx(3.0 / 2.0)
+    assert off_diagonal_ratio(np.diag([0.0, 1.0]) + np.array([[0, 0.5], [0.5, 0]])) == np.inf
+
+
+def test_zero_gradient_is_safe():
+    rng = np.random.default_rng(8)
+    ns = 6
+    base = rng.normal(size=(ns, 3))
+    # modality 0 is identical in both domains: its CORAL loss and gradient vanish
+    z0 = torch.tensor(np.vstack([base, base]), requires_grad=True)
+    z1 = torch.tensor(rng.normal(size=(2 * ns, 2)), requires_grad=True)
+    reps = [z0, z1]
+    losses = [coral_loss(z[:ns], z[ns:]) for z in reps]
+    fused = torch.cat(reps, 1)
+    losses.append(coral_loss(fused[:ns], fused[ns:]))
+    for balancer in (ClosedFormBalancer(), ExactBalancer()):
+        result = balancer(AlignmentProblem(losses, reps))
+        gamma = result.gamma.numpy()
+        assert np.all(np.isfinite(gamma)) and gamma.sum() == pytest.approx(1.0)
+        assert result.gram[0, 0] == 0.0
+        # a zero-gradient objective makes the minimum norm 0: all weight goes to it
+        np.testing.assert_allclose(gamma, [1.0, 0.0, 0.0], atol=1e-12)
+    # everything already aligned: all of Q is zero
+    q = np.zeros((3, 3))
+    np.testing.assert_allclose(solve_min_norm_closed_form(q), [1 / 3] * 3)
+    gamma = solve_min_norm_exact(q)
+    assert np.all(np.isfinite(gamma)) and gamma.sum() == pytest.approx(1.0)
+    assert off_diagonal_ratio(q) == 0.0
+
+
+def test_p1_equals_p2_when_the_encoder_jacobian_is_orthogonal():
+    """Linear encoders Z_m = X_m W_m with square orthogonal X_m: the parameter gradient is
+    X_m^T times the representation gradient, so P1's Gram matrix equals P2's Q exactly."""
+    rng = np.random.default_rng(9)
+    ns = nt = 5
+    n = ns + nt
+    weights, reps = [], []
+    for d_out in (3, 2, 4):
+        x = torch.tensor(np.linalg.qr(rng.normal(size=(n, n)))[0])
+        w = torch.nn.Parameter(torch.tensor(rng.normal(size=(n, d_out))))
+        weights.append(w)
+        reps.append(x @ w)
+    losses = [coral_loss(z[:ns], z[ns:]) for z in reps]
+    fused = torch.cat(reps, 1)
+    losses.append(coral_loss(fused[:ns], fused[ns:]))
+    q_params = parameter_gram(losses, weights)
+    q_reps = representation_gram(losses, reps)
+    np.testing.assert_allclose(q_params, q_reps, rtol=1e-9, atol=1e-22)
+    p1 = ParameterMGDABalancer()(AlignmentProblem(losses, reps, weights)).gamma.numpy()
+    p2 = ExactBalancer()(AlignmentProblem(losses, reps, weights)).gamma.numpy()
+    np.testing.assert_allclose(p1, p2, atol=1e-9)

@@ -1,0 +1,113 @@
+"""Embedded data, domain-pair protocol and feature-level shifts."""
+
+import numpy as np
+import pytest
+
+from boomda.data import (
+    DomainPair,
+    MaskShift,
+    MultimodalData,
+    NoiseShift,
+    ScaleNoiseShift,
+    load_multiple_features,
+    parse_shift,
+    stratified_split,
+)
+from boomda.data.shifts import shift_to_str
+from boomda.errors import ConfigError
+
+
+def test_embedded_data_shapes_and_classes():
+    data = load_multiple_features()
+    assert len(data) == 2000
+    assert data.dims == {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
+    assert np.array_equal(np.bincount(data.labels), np.full(10, 200))
+    # first row of the Fourier view as printed in the CSV file
+    assert data.views["fou"][0, :3] == pytest.approx([0.065882, 0.19731, 0.10383], rel=1e-6)
+
+
+def test_stratified_half_split_is_even_and_disjoint():
+    labels = np.repeat(np.arange(4), [10, 11, 7, 8])
+    first, second = stratified_split(labels, 0.5, np.random.default_rng(0))
+    assert len(first) == len(second) == 18
+    assert set(first).isdisjoint(second) and len(set(first) | set(second)) == 36
+    counts = np.bincount(labels[first], minlength=4)
+    assert np.all(np.abs(counts - np.bincount(labels) / 2) <= 0.5)
+
+
+def test_protocol_pair_is_seeded_and_stratified():
+    data = load_multiple_features(["fou", "kar"])
+    shifts = {"fou": "noise:snr=1"}
+    a = DomainPair.from_protocol(data, shifts, seed=3)
+    b = DomainPair.from_protocol(data, shifts, seed=3)
+    c = DomainPair.from_protocol(data, shifts, seed=4)
+    assert np.array_equal(a.target.views["fou"], b.target.views["fou"])
+    assert not np.array_equal(a.target.labels, c.target.labels) or not np.array_equal(
+        a.target.views["kar"], c.target.views["kar"])
+    assert len(a.target) == 1000 and len(a.source) == 800 and len(a.source_holdout) == 200
+    assert np.array_equal(np.bincount(a.target.labels), np.full(10, 100))
+    assert np.array_equal(np.bincount(a.source_holdout.labels), np.full(10, 20))
+    # the unshifted modality of the target equals the original rows
+    rows = {tuple(r) for r in data.views["kar"]}
+    assert all(tuple(r) in rows for r in a.target.views["kar"][:20])
+    assert a.info["shifts"] == {"fou": "noise:snr=1"}
+
+
+def test_noise_shift_reaches_requested_snr():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(20000, 3)) * [1.0, 5.0, 0.1] + [2.0, -1.0, 0.0]).astype(np.float32)
+    for snr in (1.0, 0.5, 4.0):
+        noisy = NoiseShift(snr).apply(x, np.random.default_rng(1))
+        noise = noisy.astype(np.float64) - x
+        measured = x.var(axis=0) / noise.var(axis=0)
+        np.testing.assert_allclose(measured, snr, rtol=0.03)
+        assert np.all(np.abs(noise.mean(axis=0)) < 0.05 * x.std(axis=0))
+
+
+def test_scale_noise_shift():
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(20000, 2)) * [1.0, 3.0] + 4.0).astype(np.float32)
+    out = ScaleNoiseShift(scale=0.2, snr=0.5).apply(x, np.random.default_rng(3))
+    noise = out.astype(np.float64) - 0.2 * x
+    np.testing.assert_allclose(out.mean(axis=0), 0.2 * x.mean(axis=0), rtol=0.02)
+    np.testing.assert_allclose((0.2 * x).var(axis=0) / noise.var(axis=0), 0.5, rtol=0.03)
+
+
+def test_mask_shift_masks_exact_fraction_per_sample_at_random_positions():
+    x = np.arange(1, 1 + 50 * 20, dtype=np.float32).reshape(50, 20)
+    out = MaskShift(fraction=0.4).apply(x, np.random.default_rng(0))
+    masked = out == 0
+    assert np.all(masked.sum(axis=1) == 8)
+    assert np.array_equal(out[~masked], x[~masked])
+    patterns = {tuple(np.flatnonzero(row)) for row in masked}
+    assert len(patterns) > 40  # positions are drawn per sample
+
+
+def test_parse_shift_forms_and_errors():
+    assert parse_shift("noise:snr=2") == NoiseShift(2.0)
+    assert parse_shift({"kind": "mask", "fraction": 0.25}) == MaskShift(0.25)
+    assert shift_to_str(parse_shift("scale_noise:scale=0.2,snr=0.5")) == \
+        "scale_noise:scale=0.2,snr=0.5"
+    with pytest.raises(ConfigError, match="unknown shift kind 'blur'"):
+        parse_shift("blur:sigma=1")
+    with pytest.raises(ConfigError, match="unknown parameter 'sigma'"):
+        parse_shift("noise:sigma=1")
+    with pytest.raises(ConfigError, match="noise.snr must be a positive"):
+        parse_shift("noise:snr=0")
+    with pytest.raises(ConfigError, match="mask.fraction"):
+        parse_shift("mask:fraction=1.5")
+
+
+def test_standardisation_uses_source_statistics_only():
+    from boomda import DomainAdapter
+
+    views, y = {"a": np.random.default_rng(0).normal(3, 2, (40, 3)),
+                "b": np.random.default_rng(1).normal(-1, 5, (40, 2))}, np.arange(40) % 2
+    source = MultimodalData(views, y)
+    target = MultimodalData({k: v * 10 + 100 for k, v in views.items()})
+    pair = DomainPair.from_arrays(source, target)
+    adapter = DomainAdapter(method="dt", epochs=1, batch_size=8, dim=4, hidden=8).fit(pair)
+    for m, x in views.items():
+        std = adapter.net.encoders[m].standardize
+        np.testing.assert_allclose(std.mean.numpy(), x.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(std.std.numpy(), x.std(axis=0), rtol=1e-5)

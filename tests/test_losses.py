@@ -1,0 +1,123 @@
+"""Loss functions against independent numpy computations and hand-made examples."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from boomda.errors import DataError
+from boomda.losses import (
+    LOGDET_EPS,
+    coral_loss,
+    covariance,
+    diag_log_det,
+    information_bottleneck_loss,
+    pseudo_label_loss,
+    vote_pseudo_labels,
+)
+
+
+def test_covariance_matches_numpy():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(17, 6)) * [1, 2, 3, 0.5, 4, 1] + 3.0
+    got = covariance(torch.tensor(z)).numpy()
+    np.testing.assert_allclose(got, np.cov(z, rowvar=False), rtol=1e-10, atol=1e-12)
+
+
+def test_coral_matches_numpy():
+    rng = np.random.default_rng(2)
+    zs = rng.normal(size=(48, 8))
+    zt = rng.normal(size=(30, 8)) @ rng.normal(size=(8, 8)) + 1.0
+    d = 8
+    expected = np.sum((np.cov(zt, rowvar=False) - np.cov(zs, rowvar=False)) ** 2) / (4 * d * d)
+    got = coral_loss(torch.tensor(zs), torch.tensor(zt)).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_coral_is_zero_for_identical_batches_and_symmetric():
+    rng = np.random.default_rng(3)
+    z = torch.tensor(rng.normal(size=(10, 4)))
+    w = torch.tensor(rng.normal(size=(12, 4)))
+    assert coral_loss(z, z).item() == 0.0
+    assert coral_loss(z, w).item() == pytest.approx(coral_loss(w, z).item(), rel=1e-12)
+
+
+def test_diag_log_det_matches_numpy():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(20, 5)) * [0.1, 1, 10, 2, 3]
+    expected = np.sum(np.log(np.var(z, axis=0, ddof=1) + LOGDET_EPS))
+    assert diag_log_det(torch.tensor(z)).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_information_bottleneck_matches_numpy():
+    rng = np.random.default_rng(5)
+    n, c, beta = 12, 4, 5e-4
+    y = rng.integers(0, c, n)
+    reps = [rng.normal(size=(n, 3)), rng.normal(size=(n, 2)), rng.normal(size=(n, 5))]
+    logits = [rng.normal(size=(n, c)) for _ in reps]
+    expected = 0.0
+    for z, out in zip(reps, logits, strict=True):
+        logdet = np.sum(np.log(np.var(z, axis=0, ddof=1) + LOGDET_EPS))
+        shifted = out - out.max(axis=1, keepdims=True)
+        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        expected += beta / 2 * logdet - logp[np.arange(n), y].mean()
+    got = information_bottleneck_loss(
+        [torch.tensor(z) for z in reps], [torch.tensor(o) for o in logits], torch.tensor(y), beta
+    )
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+
+
+def _logits_voting_for(votes, n_classes=4):
+    """Logits whose argmax per head is ``votes[sample][head]``."""
+    votes = torch.tensor(votes)
+    return [F.one_hot(votes[:, h], n_classes).double() for h in range(votes.shape[1])]
+
+
+def test_vote_pseudo_labels_hand_made():
+    # 4 heads (M = 3), 4 classes
+    votes = [
+        [2, 2, 2, 1],  # 3 votes for class 2 -> kept with M_v = 3
+        [0, 1, 2, 3],  # all different -> dropped
+        [1, 1, 3, 3],  # tie 2-2 -> dropped even with M_v = 2
+        [3, 3, 3, 3],  # unanimous -> kept
+        [0, 0, 1, 2],  # 2 votes -> kept only when M_v <= 2
+    ]
+    keep, labels = vote_pseudo_labels(_logits_voting_for(votes), threshold=3)
+    assert keep.tolist() == [True, False, False, True, False]
+    assert labels[keep].tolist() == [2, 3]
+    keep2, labels2 = vote_pseudo_labels(_logits_voting_for(votes), threshold=2)
+    assert keep2.tolist() == [True, False, False, True, True]
+    assert labels2[keep2].tolist() == [2, 3, 0]
+    keep4, _ = vote_pseudo_labels(_logits_voting_for(votes), threshold=4)
+    assert keep4.tolist() == [False, False, False, True, False]
+
+
+def test_vote_nothing_kept_gives_zero_pl_loss():
+    votes = [[0, 1, 2, 3], [1, 2, 3, 0]]
+    logits = _logits_voting_for(votes)
+    keep, labels = vote_pseudo_labels(logits, threshold=3)
+    assert not keep.any()
+    fused = torch.randn(2, 4, requires_grad=True)
+    loss = pseudo_label_loss(fused, keep, labels)
+    assert loss.item() == 0.0
+    loss.backward()  # still differentiable, with a zero gradient
+    assert torch.all(fused.grad == 0)
+
+
+def test_pseudo_label_loss_uses_only_kept_samples():
+    fused = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]])
+    keep = torch.tensor([True, False, True])
+    labels = torch.tensor([0, 1, 1])
+    expected = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(10.0))) / 2
+    assert pseudo_label_loss(fused, keep, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_vote_threshold_out_of_range():
+    logits = _logits_voting_for([[0, 0, 0]])
+    with pytest.raises(DataError, match="M_v=4"):
+        vote_pseudo_labels(logits, threshold=4)
+
+
+def test_batch_of_one_is_rejected():
+    with pytest.raises(DataError, match="at least 2 samples"):
+        coral_loss(torch.zeros(1, 3), torch.zeros(5, 3))

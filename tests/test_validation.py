@@ -1,0 +1,121 @@
+"""Every bad input gets a clear error naming the field at fault."""
+
+import numpy as np
+import pytest
+
+from boomda import DomainAdapter, DomainPair, MultimodalData, RunConfig, TrainConfig
+from boomda.cli import main
+from boomda.errors import BoomdaError, ConfigError, DataError
+from tests.conftest import make_views
+
+
+def _pair(**kwargs):
+    views, y = make_views(**kwargs)
+    return DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+
+
+def test_different_sample_counts():
+    with pytest.raises(DataError, match=r"'a' has 5, 'b' has 4"):
+        MultimodalData({"a": np.zeros((5, 2)), "b": np.zeros((4, 3))})
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (np.inf, "inf")])
+def test_non_finite_values(bad, kind):
+    x = np.zeros((5, 3))
+    x[2, 1] = bad
+    with pytest.raises(DataError, match=rf"source\['b'\].*{kind} at sample 2, feature 1"):
+        MultimodalData({"a": np.zeros((5, 2)), "b": x}, name="source")
+
+
+def test_unknown_modality():
+    views, y = make_views()
+    data = MultimodalData(views, y)
+    with pytest.raises(DataError, match="unknown modality 'audio'"):
+        data.select(["m0", "audio"])
+    adapter = DomainAdapter(method="dt", epochs=1, dim=4, hidden=8).fit(_pair())
+    with pytest.raises(DataError, match="missing modality 'm2'"):
+        adapter.predict({"m0": views["m0"], "m1": views["m1"]})
+    with pytest.raises(DataError, match=r"inputs\['m1'\]: 3 features, the model expects 7"):
+        adapter.predict({"m0": views["m0"], "m1": views["m2"], "m2": views["m2"]})
+
+
+def test_target_modalities_must_match_source():
+    views, y = make_views()
+    target = {k: v for k, v in views.items() if k != "m1"}
+    with pytest.raises(DataError, match="modality 'm1' is not in both source and target"):
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(target))
+
+
+def test_unknown_method_and_solver():
+    with pytest.raises(ConfigError, match="unknown method 'danm'"):
+        DomainAdapter(method="danm")
+    with pytest.raises(ConfigError, match="unknown gamma_solver 'qp'"):
+        TrainConfig(gamma_solver="qp").validate()
+    with pytest.raises(BoomdaError, match="unknown option 'learning_rate'"):
+        DomainAdapter(learning_rate=0.1)
+
+
+def test_labels_outside_class_set():
+    views, y = make_views(n_classes=3)
+    with pytest.raises(DataError, match=r"source.labels: label 2 at sample 2 is outside .*0..1"):
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), n_classes=2)
+    with pytest.raises(DataError, match="negative class index -1"):
+        MultimodalData(views, y - 1)
+    with pytest.raises(DataError, match="must be integer class indices"):
+        MultimodalData(views, y + 0.5)
+
+
+def test_batch_of_fewer_than_two_samples():
+    with pytest.raises(ConfigError, match="batch_size must be at least 2"):
+        DomainAdapter(batch_size=1)
+    views, y = make_views(n=6)
+    one = {k: v[:1] for k, v in views.items()}
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(one), n_classes=3)
+    with pytest.raises(DataError, match="target: needs at least 2 samples"):
+        DomainAdapter(method="boomda", epochs=1, dim=4, hidden=8).fit(pair)
+
+
+def test_vote_threshold_above_m_plus_one():
+    views, y = make_views(dims=(3, 4))  # M = 2 -> at most 3 votes
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+    with pytest.raises(ConfigError, match=r"vote_threshold \(M_v\) = 4 exceeds M\+1 = 3"):
+        DomainAdapter(vote_threshold=4, epochs=1).fit(pair)
+
+
+def test_empty_target_set():
+    views, y = make_views()
+    empty = {k: v[:0] for k, v in views.items()}
+    with pytest.raises(DataError, match="target: the target set is empty"):
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(empty))
+
+
+def test_single_modality_is_rejected():
+    views, y = make_views(dims=(3,))
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+    with pytest.raises(DataError, match="at least 2 modalities"):
+        DomainAdapter(epochs=1).fit(pair)
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.train: unknown option 'epoch'"):
+        RunConfig.from_yaml(bad)
+    bad.write_text("train:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"train.epochs: cannot read 'many' as int"):
+        RunConfig.from_yaml(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        RunConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_errors_without_traceback(capsys):
+    assert main(["run", "--method", "nope", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "boomda: error: unknown method 'nope'" in err and "Traceback" not in err
+    assert main(["run", "--modalities", "fou,audio", "--no-progress"]) == 2
+    assert "unknown modality 'audio'" in capsys.readouterr().err
+    assert main(["run", "--shift", "fou=noise:db=3", "--no-progress"]) == 2
+    assert "unknown parameter 'db'" in capsys.readouterr().err
+    assert main(["run", "--modalities", "fou,kar", "--vote-threshold", "4",
+                 "--no-progress"]) == 2
+    assert "exceeds M+1 = 3" in capsys.readouterr().err
