@@ -119,3 +119,10 @@ def test_cli_reports_errors_without_traceback(capsys):
     assert main(["run", "--modalities", "fou,kar", "--vote-threshold", "4",
                  "--no-progress"]) == 2
     assert "exceeds M+1 = 3" in capsys.readouterr().err
+
+
+def test_shipped_config_spells_out_the_defaults():
+    from pathlib import Path
+
+    shipped = RunConfig.from_yaml(Path(__file__).parents[1] / "configs" / "embedded.yaml")
+    assert shipped.to_dict() == RunConfig().to_dict()
