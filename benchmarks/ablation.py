@@ -3,10 +3,11 @@
 What it measures: target-domain weighted F1 (x100, fused head, last model) of the variants
 ``dt`` (IB only), ``ca`` (balanced CA), ``pl`` (voted pseudo-labels), ``uniform`` (CA + PL with
 gamma = 1/(M+1), i.e. CA without balancing) and ``boomda`` (CA + PL, balanced), for every subset
-of two or more of the default views (``boomda.config.DEFAULT_MODALITIES``) with the default
-shifts restricted to the subset, over several seeds. The seed drives both the domain split
+of two or more of the views (``--views``, default ``boomda.config.DEFAULT_MODALITIES``) with
+their shifts (``boomda.config.DEFAULT_SHIFTS``, entries replaced by ``--shift``) restricted to
+the subset, over several seeds. The seed drives both the domain split
 (``DomainPair.from_protocol(..., seed=seed)``) and training. Hyperparameters are the
-``TrainConfig`` defaults unless ``--epochs`` overrides the budget.
+``TrainConfig`` defaults unless ``--epochs`` / ``--alpha2`` override them.
 
 Output: a Markdown fragment (``--out``; cells are mean +- sample std over the seeds, plus the
 source held-out F1 for reference) and one JSON line per run (``--jsonl``). Runs go to a pool of
@@ -16,6 +17,8 @@ Run from the repository root::
 
     python benchmarks/ablation.py                       # 5 variants x 4 subsets x seeds 0,1,2
     python benchmarks/ablation.py --seeds 0 --epochs 2 --variants dt,boomda --jobs 1   # smoke
+    python benchmarks/ablation.py --views fou,zer,kar \
+        --shift zer=scale_noise:scale=0.2,snr=0.5 --shift kar=mask:fraction=0.4
 """
 
 from __future__ import annotations
@@ -52,13 +55,12 @@ class Job:
     modalities: tuple[str, ...]
     seed: int
     epochs: int
+    alpha2: float
+    shifts: tuple[tuple[str, str], ...]  # (modality, shift spec) for the modalities of the subset
 
 
-def default_subsets() -> list[tuple[str, ...]]:
-    """Every subset of two or more default views, pairs first (fou+zer, fou+kar, zer+kar, ...)."""
-    from boomda.config import DEFAULT_MODALITIES
-
-    views = list(DEFAULT_MODALITIES)
+def all_subsets(views: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every subset of two or more views, pairs first (for a, b, c: a+b, a+c, b+c, a+b+c)."""
     return [c for k in range(2, len(views) + 1) for c in combinations(views, k)]
 
 
@@ -82,16 +84,15 @@ def run_job(job: Job) -> dict[str, Any]:
     import torch
 
     import boomda
-    from boomda.config import DEFAULT_SHIFTS
 
     if _DATA is None:
         _DATA = boomda.load_multiple_features()
     mods = list(job.modalities)
-    shifts = {m: s for m, s in DEFAULT_SHIFTS.items() if m in mods}
+    shifts = dict(job.shifts)
     pair = boomda.DomainPair.from_protocol(_DATA.select(mods), shifts, seed=job.seed)
     start = time.perf_counter()
     adapter = boomda.DomainAdapter(method=job.variant, epochs=job.epochs, seed=job.seed,
-                                   device="cpu").fit(pair)
+                                   alpha2=job.alpha2, device="cpu").fit(pair)
     train_seconds = time.perf_counter() - start
     history = adapter.history
     last_epoch = [log for log in history if log.epoch == history[-1].epoch]
@@ -109,6 +110,8 @@ def run_job(job: Job) -> dict[str, Any]:
         "subset": subset_label(mods),
         "seed": job.seed,
         "epochs": job.epochs,
+        "alpha2": job.alpha2,
+        "shifts": pair.info["shifts"],
         "steps": len(history),
         "target_weighted_f1": target["weighted_f1"],
         "target_accuracy": target["accuracy"],
@@ -117,7 +120,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         # last-epoch means of the loss and of the weighted CA contribution alpha2 * sum gamma L^CA
         "last_epoch_loss": mean_of([log.loss for log in last_epoch]),
-        "last_epoch_ib": mean_of([log.terms["ib"] for log in last_epoch]),
+        "last_epoch_ib": mean_of([log.terms["ib"] for log in last_epoch if "ib" in log.terms]),
         "last_epoch_weighted_ca": (mean_of([sum(log.weights[k] * log.terms[k] for k in ca_keys)
                                             for log in last_epoch]) if ca_keys else None),
         "final_gamma": history[-1].gamma,
@@ -176,8 +179,8 @@ def render_table(rows: list[dict], variants: list[str], subsets: list[str], seed
 
 def render_diagnostics(rows: list[dict], variants: list[str]) -> str:
     """Per variant, means over every run: CA's share of the last-epoch loss, r, pseudo-labels."""
-    lines = ["| variant | last-epoch loss | of which α2·Σγ·L_CA | mean r | final γ (3 views) "
-             "| PL acc. (last epoch) | kept / 48 |",
+    lines = ["| variant | last-epoch loss | of which α2·Σγ·L_CA | mean r "
+             "| final γ (widest subset, fused last) | PL acc. (last epoch) | kept / 48 |",
              "|:--|--:|--:|--:|:--|--:|--:|"]
 
     def avg(vals: list[float | None], fmt: str) -> str:
@@ -186,10 +189,11 @@ def render_diagnostics(rows: list[dict], variants: list[str]) -> str:
 
     for v in variants:
         mine = [r for r in rows if r["variant"] == v]
-        full = [r for r in mine if len(r["modalities"]) == 3 and r["final_gamma"]]
+        widest = max(len(r["modalities"]) for r in rows)
+        full = [r for r in mine if len(r["modalities"]) == widest and r["final_gamma"]]
         gamma = "–"
         if full:
-            g = [statistics.fmean(r["final_gamma"][i] for r in full) for i in range(4)]
+            g = [statistics.fmean(r["final_gamma"][i] for r in full) for i in range(widest + 1)]
             gamma = "[" + ", ".join(f"{x:.2f}" for x in g) + "]"
         lines.append("| " + " | ".join([
             v,
@@ -205,10 +209,14 @@ def render_diagnostics(rows: list[dict], variants: list[str]) -> str:
 
 def render_fragment(rows: list[dict], variants: list[str], subsets: list[str], seeds: list[int],
                     meta: dict[str, Any]) -> str:
+    shifts = ", ".join(f"{m}: `{meta['shifts'].get(m, 'none')}`" for m in meta["views"])
     return "\n".join([
+        f"Views and target shifts: {shifts}.",
+        "",
         f"Target weighted F1 (x100), mean ± sample std over seeds {meta['seeds']}, "
-        f"{meta['epochs']} epochs, last model. Row `uniform` is CA without balancing "
-        f"(γ = 1/(M+1)); rows `ca` and `boomda` balance with `{meta['gamma_solver']}`.",
+        f"{meta['epochs']} epochs, alpha2 = {meta['alpha2']:g}, last model. Row `uniform` is "
+        f"CA without balancing (γ = 1/(M+1)); rows `ca` and `boomda` balance with "
+        f"`{meta['gamma_solver']}`.",
         "",
         render_table(rows, variants, subsets, seeds, "target_weighted_f1"),
         "",
@@ -245,11 +253,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated seeds (split and training), default 0,1,2")
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs,
                         help="epoch budget (default: the TrainConfig default)")
+    parser.add_argument("--alpha2", type=float, default=TrainConfig().alpha2,
+                        help="weight of the CA term (default: the TrainConfig default)")
+    parser.add_argument("--views", type=_csv(str), default=None,
+                        help="comma-separated views whose subsets are run (default: "
+                             "boomda.config.DEFAULT_MODALITIES)")
+    parser.add_argument("--shift", action="append", default=[], metavar="VIEW=SPEC",
+                        help="target shift of one view, replacing its DEFAULT_SHIFTS entry, "
+                             "e.g. zer=scale_noise:scale=0.2,snr=0.5 (repeatable)")
     parser.add_argument("--variants", type=_csv(str), default=list(VARIANT_FLAGS),
                         help=f"comma-separated, from {','.join(VARIANT_FLAGS)} (default all)")
     parser.add_argument("--subsets", type=_csv(str), default=None,
-                        help="comma-separated subsets written like fou+zer (default: every "
-                             "subset of two or more default views)")
+                        help="comma-separated subsets written like fou+kar (default: every "
+                             "subset of two or more of the views)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker processes (default min(2, cpu count))")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/ablation.md"),
@@ -260,8 +276,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [v for v in args.variants if v not in VARIANT_FLAGS]
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANT_FLAGS)}")
-    if args.epochs < 1 or args.jobs < 1 or not args.seeds:
-        parser.error("--epochs and --jobs must be >= 1 and --seeds non-empty")
+    if args.epochs < 1 or args.jobs < 1 or not args.seeds or args.alpha2 < 0:
+        parser.error("--epochs and --jobs must be >= 1, --alpha2 >= 0 and --seeds non-empty")
+    bad = [s for s in args.shift if "=" not in s]
+    if bad:
+        parser.error(f"--shift {bad[0]!r}: expected VIEW=SPEC")
     return args
 
 
@@ -269,15 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from boomda.config import TrainConfig
+    from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, TrainConfig
 
+    views = args.views or list(DEFAULT_MODALITIES)
+    shift_specs = dict(DEFAULT_SHIFTS)
+    shift_specs.update(dict(s.split("=", 1) for s in args.shift))
     subsets = ([tuple(s.split("+")) for s in args.subsets] if args.subsets
-               else default_subsets())
+               else all_subsets(views))
     labels = [subset_label(s) for s in subsets]
     variants = [v for v in VARIANT_FLAGS if v in args.variants]
+
+    def job(v: str, mods: tuple[str, ...], seed: int) -> Job:
+        shifts = tuple((m, shift_specs[m]) for m in mods if m in shift_specs)
+        return Job(v, mods, seed, args.epochs, args.alpha2, shifts)
+
     # longest first (more views, CA, PL), so the pool ends together
-    jobs = sorted((Job(v, s, seed, args.epochs) for v in variants for s in subsets
-                   for seed in args.seeds),
+    jobs = sorted((job(v, s, seed) for v in variants for s in subsets for seed in args.seeds),
                   key=lambda j: (-len(j.modalities), -sum(VARIANT_FLAGS[j.variant])))
     n_workers = min(args.jobs, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // n_workers)
@@ -287,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
+        futures = [pool.submit(run_job, j) for j in jobs]
         for future in as_completed(futures):
             row = future.result()
             rows.append(row)
@@ -300,8 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = {(v, s, seed): i for i, (v, s, seed) in enumerate(
         (v, s, seed) for v in variants for s in labels for seed in args.seeds)}
     rows.sort(key=lambda r: order[(r["variant"], r["subset"], r["seed"])])
+    in_subsets = {m for s in subsets for m in s}
+    used = [m for m in views if m in in_subsets] + sorted(in_subsets - set(views))
     meta = {
-        "seeds": ",".join(map(str, args.seeds)), "epochs": args.epochs,
+        "views": used, "shifts": {m: shift_specs[m] for m in used if m in shift_specs},
+        "seeds": ",".join(map(str, args.seeds)), "epochs": args.epochs, "alpha2": args.alpha2,
         "gamma_solver": TrainConfig().gamma_solver, "n_runs": len(rows), "jobs": n_workers,
         "threads": threads, "wall_seconds": wall,
         "train_seconds_total": sum(r["train_seconds"] for r in rows),

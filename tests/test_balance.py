@@ -159,7 +159,8 @@ def test_exact_solver_matches_brute_force_and_scipy():
         assert value <= best + 1e-10 * np.abs(q).max()
         boundary += int(np.any(best_gamma < 1e-9))
         if trial < 40:
-            res = minimize(lambda g, q=q: g @ q @ g, np.full(n, 1 / n), jac=lambda g, q=q: 2 * q @ g,
+            res = minimize(lambda g, q=q: g @ q @ g, np.full(n, 1 / n),
+                           jac=lambda g, q=q: 2 * q @ g,
                            bounds=[(0, 1)] * n,
                            constraints=[{"type": "eq", "fun": lambda g: g.sum() - 1}],
                            method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})

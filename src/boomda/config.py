@@ -18,17 +18,21 @@ import yaml
 from boomda.errors import ConfigError
 
 #: the embedded data's default views and their target shifts (see docs/data.md)
-DEFAULT_MODALITIES = ["fou", "zer", "kar"]
+DEFAULT_MODALITIES = ["fou", "kar", "pix"]
 DEFAULT_SHIFTS = {
     "fou": "noise:snr=1",
-    "zer": "scale_noise:scale=0.2,snr=0.5",
-    "kar": "mask:fraction=0.4",
+    "kar": "scale_noise:scale=0.2,snr=0.5",
+    "pix": "mask:fraction=0.4",
 }
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run."""
+    """Hyperparameters of one training run.
+
+    ``options`` holds the method's own hyperparameters (e.g. ``trade_off`` for the adversarial
+    baselines); each method documents and validates its options.
+    """
 
     method: str = "boomda"
     gamma_solver: str = "closed_form"
@@ -46,6 +50,7 @@ class TrainConfig:
     dropout: float = 0.1
     seed: int = 0
     device: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, n_modalities: int | None = None) -> None:
         """Raise :class:`ConfigError` naming the first bad option."""
@@ -54,6 +59,7 @@ class TrainConfig:
 
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        METHODS[self.method].parse_options(self.options)
         if self.gamma_solver not in BALANCERS:
             raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
                               f"{', '.join(BALANCERS)}")
@@ -156,11 +162,11 @@ def _build(cls: type, raw: Mapping[str, Any], where: str):
     obj = cls()
     for key, value in raw.items():
         default = getattr(obj, key)
-        setattr(obj, key, _coerce(value, default, f"{where}.{key}"))
+        setattr(obj, key, coerce(value, default, f"{where}.{key}"))
     return obj
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def coerce(value: Any, default: Any, where: str) -> Any:
     """Coerce a YAML / command-line value to the type of the option's default."""
     if default is None or value is None:
         return value
