@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from boomda.config import RunConfig
+from boomda.config import DEFAULT_MODALITIES, RunConfig
 from boomda.errors import BoomdaError, ConfigError
 
 #: command-line option -> (section, key) in the run config
@@ -38,10 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default boomda)")
     run.add_argument("--gamma-solver", dest="gamma_solver",
                      help=f"one of: {', '.join(BALANCERS)} (default closed_form)")
-    run.add_argument("--modalities", help="comma-separated modality names (default fou,zer,kar)")
+    run.add_argument("--modalities", help="comma-separated modality names (default "
+                                          f"{','.join(DEFAULT_MODALITIES)})")
     run.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
                      help="target shift of one modality, e.g. fou=noise:snr=1 or "
-                          "kar=mask:fraction=0.4 (repeatable)")
+                          "pix=mask:fraction=0.4 (repeatable)")
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a method option, e.g. trade_off=0.5 or entropy=true for cdan "
+                          "(repeatable; see docs/baselines.md)")
     run.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
     run.add_argument("--holdout", type=float, help="fraction of the source kept for evaluation")
     run.add_argument("--split-seed", dest="split_seed", type=int,
@@ -78,6 +82,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if not eq or not modality:
             raise ConfigError(f"--shift {item!r}: expected MODALITY=SPEC, e.g. fou=noise:snr=1")
         config.data.shifts[modality.strip()] = spec.strip()
+    for item in args.option:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE, e.g. trade_off=0.5")
+        config.train.options[key.strip()] = value.strip()
     if args.out is not None:
         config.out = args.out
     if args.name is not None:
@@ -89,8 +98,9 @@ def _summary(result) -> str:
     r = result.results
     lines = [
         f"run folder      {result.folder}",
-        f"method          {r['method']} ({r['gamma_solver']}), modalities "
-        f"{'+'.join(r['modalities'])}, seed {r['seed']}",
+        f"method          {r['method']}"
+        + (f" ({r['gamma_solver']})" if r["final_gamma"] is not None else "")
+        + f", modalities {'+'.join(r['modalities'])}, seed {r['seed']}",
         f"target          weighted F1 {r['target']['weighted_f1']:.2f}   "
         f"accuracy {r['target']['accuracy']:.2f}   (n={r['target']['n']})",
     ]

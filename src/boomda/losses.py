@@ -96,3 +96,69 @@ def pseudo_label_loss(
     if not bool(keep.any()):
         return fused_logits.sum() * 0.0
     return F.cross_entropy(fused_logits[keep], labels[keep])
+
+
+# --------------------------------------------------------------------------- baselines' losses
+def domain_adversarial_loss(
+    logits_source: torch.Tensor,
+    logits_target: torch.Tensor,
+    weight_source: torch.Tensor | None = None,
+    weight_target: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Binary domain-classification loss (DANN, Ganin et al. 2016): source is 1, target is 0.
+
+    ``logits_*`` are (B,) or (B, 1). Without weights: the mean BCE over both domains,
+    ``(mean_s BCE(., 1) + mean_t BCE(., 0)) / 2``. With per-sample weights (CDAN+E): each domain's
+    weights are normalised to sum to 1, and the loss is ``(sum_s w_s BCE + sum_t w_t BCE) / 2``.
+    """
+    ls, lt = logits_source.reshape(-1), logits_target.reshape(-1)
+    bce_s = F.binary_cross_entropy_with_logits(ls, torch.ones_like(ls), reduction="none")
+    bce_t = F.binary_cross_entropy_with_logits(lt, torch.zeros_like(lt), reduction="none")
+    if weight_source is None or weight_target is None:
+        return 0.5 * (bce_s.mean() + bce_t.mean())
+    ws = weight_source / weight_source.sum()
+    wt = weight_target / weight_target.sum()
+    return 0.5 * ((ws * bce_s).sum() + (wt * bce_t).sum())
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy ``-sum_c p_c log p_c`` of each row of ``probs`` (B, C), in nats, (B,)."""
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1)
+
+
+def multilinear_map(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """CDAN's multilinear conditioning ``f (x) g`` (Long et al. 2018): the outer product of
+    features (B, d) and predictions (B, C), flattened to (B, d * C)."""
+    return torch.bmm(features.unsqueeze(2), probs.unsqueeze(1)).flatten(1)
+
+
+def nuclear_wasserstein_discrepancy(logits_source: torch.Tensor,
+                                    logits_target: torch.Tensor) -> torch.Tensor:
+    """DALN's nuclear-norm Wasserstein discrepancy (Chen et al., CVPR 2022):
+    ``(||softmax(y_s)||_* - ||softmax(y_t)||_*) / B``, ``||.||_*`` the nuclear norm (sum of
+    singular values) of the (B, C) prediction matrix."""
+    ps = F.softmax(logits_source, dim=1)
+    pt = F.softmax(logits_target, dim=1)
+    return (torch.linalg.matrix_norm(ps, ord="nuc")
+            - torch.linalg.matrix_norm(pt, ord="nuc")) / logits_target.shape[0]
+
+
+def probabilistic_contrastive_loss(probs_a: torch.Tensor, probs_b: torch.Tensor,
+                                   scale: float = 7.0) -> torch.Tensor:
+    """PCL (Li et al., IJCAI 2024): InfoNCE on softmax probabilities, without l2 normalisation.
+
+    The 2B probability vectors of two views (B, C) each are compared by dot product times
+    ``scale`` (the inverse temperature); for sample i of one view the positive is sample i of the
+    other view, and the other 2B - 2 vectors are negatives. Mean over the 2B anchors.
+    """
+    b = probs_a.shape[0]
+    stacked = torch.cat([probs_a, probs_b])
+    sim = scale * stacked @ stacked.T
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=sim.device), float("-inf"))
+    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(sim.device)
+    return F.cross_entropy(sim, positives)
+
+
+def classifier_discrepancy(probs_a: torch.Tensor, probs_b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of two classifiers' probabilities (Saito et al., CVPR 2018)."""
+    return (probs_a - probs_b).abs().mean()

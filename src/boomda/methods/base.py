@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from boomda.config import TrainConfig
+from boomda.config import TrainConfig, coerce
+from boomda.errors import ConfigError
+from boomda.losses import information_bottleneck_loss
 from boomda.nn.net import MultimodalNet, NetOutput
 
 
@@ -53,19 +58,53 @@ class MethodOutput:
         return sum(self.weights[k] * t for k, t in self.terms.items())
 
 
+def source_loss(out: NetOutput, n_source: int, labels: torch.Tensor,
+                config: TrainConfig) -> torch.Tensor:
+    """The source-domain objective every method shares: the IB loss (Eq. 5) over the M+1 heads
+    on the source rows of a joint batch (cross-entropy plus the small log-determinant term)."""
+    src = out.rows(slice(0, n_source))
+    return information_bottleneck_loss(src.reps + [src.fused], src.logits, labels, config.beta)
+
+
+@dataclass
+class NoOptions:
+    """This method has no options of its own."""
+
+
 class Method(nn.Module):
     """An adaptation method: the network plus any modules of its own (discriminators, ...).
 
-    Subclasses implement :meth:`loss_terms`. Every parameter of the method (the network's and
-    its own) is in ``self.parameters()`` and ``self.state_dict()``.
+    Subclasses implement :meth:`loss_terms` and may declare an ``Options`` dataclass of their own
+    hyperparameters (set through ``TrainConfig.options``). Every parameter of the method (the
+    network's and its own) is in ``self.parameters()`` and ``self.state_dict()``.
     """
 
     name: str = ""
+    Options: type = NoOptions
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__()
         self.net = net
         self.config = config
+        self.options = self.parse_options(config.options)
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, Any] | None) -> Any:
+        """The method's options from a mapping, with defaults; raises on an unknown key."""
+        raw = dict(raw or {})
+        options = cls.Options()
+        allowed = [f.name for f in dataclasses.fields(options)]
+        for key, value in raw.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"method {cls.name!r} has no option {key!r}; its options: "
+                    f"{', '.join(allowed) or 'none'}"
+                )
+            setattr(options, key, coerce(value, getattr(options, key), f"options.{key}"))
+        check = getattr(options, "validate", None)
+        if check is not None:
+            check()
+        return options
 
     @abstractmethod
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:

@@ -12,49 +12,37 @@ Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl``
 
 from __future__ import annotations
 
-from boomda.balance import AlignmentProblem, Balancer, make_balancer
+from boomda.balance import AlignmentProblem, make_balancer
 from boomda.config import TrainConfig
-from boomda.losses import (
-    coral_loss,
-    information_bottleneck_loss,
-    pseudo_label_loss,
-    vote_pseudo_labels,
-)
-from boomda.methods.base import Batch, Method, MethodOutput, joint_forward
+from boomda.losses import coral_loss, pseudo_label_loss, vote_pseudo_labels
+from boomda.methods.base import Batch, Method, MethodOutput, joint_forward, source_loss
 from boomda.nn.net import MultimodalNet
 
 
 class BoomdaMethod(Method):
-    """IB loss, optionally voted pseudo-labels (``use_pl``) and balanced CORAL (``use_ca``)."""
+    """IB loss, plus voted pseudo-labels (``use_pl``) and balanced CORAL (``use_ca``).
 
-    def __init__(
-        self,
-        net: MultimodalNet,
-        config: TrainConfig,
-        *,
-        use_ca: bool = True,
-        use_pl: bool = True,
-        balancer: Balancer | None = None,
-        name: str = "boomda",
-    ) -> None:
+    The balancing strategy is ``config.gamma_solver`` unless the variant fixes one.
+    """
+
+    name = "boomda"
+    use_ca = True
+    use_pl = True
+    fixed_solver: str | None = None
+
+    def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
-        self.use_ca = use_ca
-        self.use_pl = use_pl
-        self.balancer = balancer if balancer is not None else make_balancer(config.gamma_solver)
-        self.name = name
+        self.balancer = make_balancer(self.fixed_solver or config.gamma_solver)
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         cfg = self.config
         out, n = joint_forward(self.net, source, target)
-        src, tgt = out.rows(slice(0, n)), out.rows(slice(n, None))
-        terms = {"ib": information_bottleneck_loss(src.reps + [src.fused], src.logits, source.y,
-                                                   cfg.beta)}
-        weights = {"ib": 1.0}
-        result = MethodOutput(terms, weights)
+        result = MethodOutput({"ib": source_loss(out, n, source.y, cfg)}, {"ib": 1.0})
         if self.use_pl:
+            tgt = out.rows(slice(n, None))
             keep, labels = vote_pseudo_labels(tgt.logits, cfg.vote_threshold)
-            terms["pl"] = pseudo_label_loss(tgt.fused_logits, keep, labels)
-            weights["pl"] = cfg.alpha1
+            result.terms["pl"] = pseudo_label_loss(tgt.fused_logits, keep, labels)
+            result.weights["pl"] = cfg.alpha1
             result.pseudo_keep, result.pseudo_labels = keep, labels
         if self.use_ca:
             names = self.net.modalities + ["fused"]
@@ -65,26 +53,40 @@ class BoomdaMethod(Method):
             )
             gamma = balance.gamma.tolist()
             for name, loss, g in zip(names, losses, gamma, strict=True):
-                terms[f"ca_{name}"] = loss
-                weights[f"ca_{name}"] = cfg.alpha2 * g
+                result.terms[f"ca_{name}"] = loss
+                result.weights[f"ca_{name}"] = cfg.alpha2 * g
             result.gamma, result.r = gamma, balance.r
         return result
 
 
-def _variant(name: str, use_ca: bool, use_pl: bool, solver: str | None = None):
-    def build(net: MultimodalNet, config: TrainConfig) -> BoomdaMethod:
-        balancer = make_balancer(solver or config.gamma_solver)
-        return BoomdaMethod(net, config, use_ca=use_ca, use_pl=use_pl, balancer=balancer,
-                            name=name)
+class DirectTransfer(BoomdaMethod):
+    """D.T.: the IB loss on the source only (Table 2, first row)."""
 
-    build.__doc__ = f"The {name!r} variant: CA={use_ca}, PL={use_pl}."
-    return build
+    name = "dt"
+    use_ca = False
+    use_pl = False
 
 
-VARIANTS = {
-    "dt": _variant("dt", use_ca=False, use_pl=False),
-    "ca": _variant("ca", use_ca=True, use_pl=False),
-    "pl": _variant("pl", use_ca=False, use_pl=True),
-    "uniform": _variant("uniform", use_ca=True, use_pl=True, solver="uniform"),
-    "boomda": _variant("boomda", use_ca=True, use_pl=True),
-}
+class AlignOnly(BoomdaMethod):
+    """Balanced correlation alignment without pseudo-labels (Table 2, second row)."""
+
+    name = "ca"
+    use_pl = False
+
+
+class PseudoLabelOnly(BoomdaMethod):
+    """Voted pseudo-labels without alignment (Table 2, third row)."""
+
+    name = "pl"
+    use_ca = False
+
+
+class UniformBoomda(BoomdaMethod):
+    """CA + PL with gamma_m = 1/(M+1), i.e. without balancing (Table 2, fourth row)."""
+
+    name = "uniform"
+    fixed_solver = "uniform"
+
+
+VARIANTS = {cls.name: cls for cls in (DirectTransfer, AlignOnly, PseudoLabelOnly, UniformBoomda,
+                                      BoomdaMethod)}

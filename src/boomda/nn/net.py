@@ -58,6 +58,11 @@ class MultimodalNet(nn.Module):
         self.heads = nn.ModuleDict({m: nn.Linear(dim, n_classes) for m in dims})
         self.fused_head = nn.Linear(dim * len(dims), n_classes)
 
+    @property
+    def fused_dim(self) -> int:
+        """Size of Z_{M+1}: M times d."""
+        return self.dim * len(self.modalities)
+
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.encoders.parameters() if p.requires_grad]
 

@@ -1,0 +1,76 @@
+"""PCL: probabilistic contrastive learning on top of adversarial alignment (Li et al.,
+"Probabilistic Contrastive Learning for Domain Adaptation", IJCAI 2024).
+
+Two views of each target sample go through the network; their fused-head softmax probabilities
+(not l2-normalised features) enter an InfoNCE loss where the other view of the same sample is the
+positive, with similarity ``scale * p_i . p_j`` (scale 7, the authors' code). The adversarial part
+is DANN's discriminator on the fused representation (the authors built on GVB; DANN is the
+shared adversarial base here).
+
+    L = L_src + lambda * L_domain + mu * L_PCL
+
+Feature-level augmentation stands in for image augmentation: the first view is the target batch
+as it is; the second adds Gaussian noise of ``noise`` source standard deviations to every input
+feature and replaces a ``mask`` fraction of the features by their source mean. mu = ``pcl_weight``
+= 0.05 (the authors' UDA configuration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from boomda.config import TrainConfig
+from boomda.errors import ConfigError
+from boomda.losses import domain_adversarial_loss, probabilistic_contrastive_loss
+from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
+from boomda.nn.adversarial import DomainDiscriminator
+from boomda.nn.net import MultimodalNet
+
+
+@dataclass
+class PCLOptions(AdversarialOptions):
+    pcl_weight: float = 0.05
+    scale: float = 7.0
+    noise: float = 0.5
+    mask: float = 0.2
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pcl_weight < 0 or self.scale <= 0 or self.noise < 0 or not 0 <= self.mask < 1:
+            raise ConfigError("options: pcl_weight >= 0, scale > 0, noise >= 0, mask in [0, 1)")
+
+
+class PCL(AdversarialMethod):
+    name = "pcl"
+    Options = PCLOptions
+
+    def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
+        super().__init__(net, config)
+        o = self.options
+        self.discriminator = DomainDiscriminator(net.fused_dim, o.hidden, 1, o.dropout)
+
+    def augment(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The second, augmented view of a batch of raw inputs (see the module docstring)."""
+        views = {}
+        for m, value in x.items():
+            std = self.net.encoders[m].standardize
+            noisy = value + self.options.noise * std.std * torch.randn_like(value)
+            keep = torch.rand_like(value) >= self.options.mask
+            views[m] = torch.where(keep, noisy, std.mean.expand_as(value))
+        return views
+
+    def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
+        o = self.options
+        out, n = joint_forward(self.net, source, target)
+        logits = self.discriminator(self.grl(out.fused, progress))
+        probs_a = F.softmax(out.fused_logits[n:], dim=1)
+        probs_b = F.softmax(self.net(self.augment(target.x)).fused_logits, dim=1)
+        terms = {"ib": source_loss(out, n, source.y, self.config),
+                 "domain": domain_adversarial_loss(logits[:n], logits[n:]),
+                 "pcl": probabilistic_contrastive_loss(probs_a, probs_b, o.scale)}
+        return MethodOutput(terms, {"ib": 1.0, "domain": o.trade_off, "pcl": o.pcl_weight},
+                            extras={"grl": self.grl.coefficient(progress)})
