@@ -46,6 +46,9 @@ def test_every_method_trains_and_logs(method):
         assert 0 <= last.n_pseudo <= 16
         if last.n_pseudo:
             assert 0.0 <= last.pseudo_accuracy <= 1.0
+            assert 1 <= last.n_pseudo_classes <= min(3, last.n_pseudo)
+    result = adapter.evaluate(pair.target)
+    assert 1 / 3 <= result["max_class_share"] <= 1.0
 
 
 @pytest.mark.parametrize("solver", sorted(BALANCERS))

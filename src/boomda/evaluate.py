@@ -56,12 +56,15 @@ def predict_logits(net, data: MultimodalData, device: torch.device,
 
 
 def evaluate(net, data: MultimodalData, device: torch.device, name: str = "data") -> dict:
-    """Weighted F1 and accuracy (both x100) of the fused head on labelled ``data``."""
+    """Weighted F1 and accuracy (both x100) of the fused head on labelled ``data``, and the
+    share of the most frequent predicted class (near 1 when the model collapsed to one class)."""
     if data.labels is None:
         raise DataError(f"{name}: labels are needed to evaluate")
     pred = predict_logits(net, data, device).argmax(axis=1)
+    counts = np.bincount(pred, minlength=net.n_classes)
     return {
         "weighted_f1": 100.0 * weighted_f1(data.labels, pred, net.n_classes),
         "accuracy": 100.0 * accuracy(data.labels, pred),
+        "max_class_share": float(counts.max() / max(1, len(pred))),
         "n": len(data),
     }

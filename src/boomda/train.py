@@ -81,6 +81,7 @@ class StepLog:
     n_pseudo: int | None
     pseudo_accuracy: float | None
     seconds: float
+    n_pseudo_classes: int | None = None
 
     def to_dict(self) -> dict:
         d = {"step": self.step, "epoch": self.epoch, "loss": self.loss}
@@ -90,6 +91,7 @@ class StepLog:
             d["gamma"] = self.gamma
         d["r"] = _finite_or_none(self.r)
         d["n_pseudo"] = self.n_pseudo
+        d["n_pseudo_classes"] = self.n_pseudo_classes
         d["pseudo_accuracy"] = self.pseudo_accuracy
         d["seconds"] = self.seconds
         return d
@@ -148,6 +150,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # time the whole step, not its launch
                 log = self._record(step, step // steps_per_epoch, loss, out, yt_hidden,
                                    time.perf_counter() - start)
                 history.append(log)
@@ -165,15 +169,16 @@ class Trainer:
 
     @staticmethod
     def _record(step, epoch, loss, out, yt_hidden, seconds) -> StepLog:
-        n_pseudo = acc = None
+        n_pseudo = acc = n_classes = None
         if out.pseudo_keep is not None:
             keep = out.pseudo_keep
             n_pseudo = int(keep.sum())
+            n_classes = int(out.pseudo_labels[keep].unique().numel())
             if yt_hidden is not None and n_pseudo > 0:
                 acc = float((out.pseudo_labels[keep] == yt_hidden[keep]).float().mean())
         return StepLog(
             step=step, epoch=epoch, loss=float(loss.detach()),
             terms={k: float(t.detach()) for k, t in out.terms.items()},
             weights=dict(out.weights), gamma=out.gamma, r=out.r,
-            n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds,
+            n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
         )
