@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="parent folder of run folders (default runs)")
     run.add_argument("--name", help="run folder name (default: method-modalities-seed-time)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    bench = sub.add_parser(
+        "bench", help="run a grid of methods x modality subsets x seeds",
+        description="Run every cell of a grid (a YAML file: base config, methods, subsets, seeds) "
+                    "in parallel worker processes. Finished cells are kept: rerunning the same "
+                    "command after an interruption runs only the unfinished ones. Writes the "
+                    "report (results.csv, report.md, figures) at the end.",
+    )
+    bench.add_argument("grid", help="grid YAML file, e.g. configs/grid-table1.yaml")
+    bench.add_argument("--out", help="grid folder (default bench/<grid name>)")
+    bench.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                       help="parallel worker processes (default: min(2, CPUs))")
+    bench.add_argument("--threads", type=int,
+                       help="torch threads per worker (default: CPUs / workers)")
+    bench.add_argument("--methods", help="only these methods (comma-separated)")
+    bench.add_argument("--seeds", help="only these seeds (comma-separated)")
+    bench.add_argument("--epochs", type=int, help="override the epochs of every cell")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = sub.add_parser(
+        "report", help="tables, CSV and figures from a grid folder",
+        description="Regenerate results.csv, report.md and figures from the finished runs of a "
+                    "grid folder (also written at the end of every bench).",
+    )
+    report.add_argument("directory", help="grid folder written by boomda bench")
+    report.add_argument("--figure", action="append", default=None, metavar="CELL",
+                        help="cell id to plot training dynamics for (repeatable)")
     return parser
 
 
@@ -115,6 +143,32 @@ def _summary(result) -> str:
     return "\n".join(lines)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from boomda.bench import GridSpec, run_grid
+    from boomda.report import main_report
+
+    spec = GridSpec.from_yaml(args.grid)
+    if args.methods:
+        spec.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        spec.method_overrides = {m: v for m, v in spec.method_overrides.items()
+                                 if m in spec.methods}
+    if args.seeds:
+        try:
+            spec.seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected integers, e.g. 0,1,2") from None
+    if args.epochs is not None:
+        spec.base.setdefault("train", {})["epochs"] = args.epochs
+    spec.validate("grid")
+    folder = args.out or os.path.join("bench", spec.name)
+    result = run_grid(spec, folder, workers=args.workers, threads=args.threads,
+                      progress=not args.no_progress, report=False)
+    print(f"grid {spec.name}: {result.done} of {len(spec.cells())} cells done, "
+          f"{result.failed} failed this time, {result.ran} run in {result.seconds:.0f} s")
+    main_report(str(result.folder), None)
+    return 0 if result.failed == 0 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -125,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = build_config(args)
             result = run_experiment(config, progress=not args.no_progress)
             print(_summary(result))
+        elif args.command == "bench":
+            return _bench(args)
+        elif args.command == "report":
+            from boomda.report import main_report
+
+            return main_report(args.directory, args.figure)
         return 0
     except BoomdaError as exc:
         print(f"boomda: error: {exc}", file=sys.stderr)

@@ -113,6 +113,7 @@ def run_experiment(
     line per step; written as ``metrics.jsonl.partial`` while training), ``results.json`` and
     ``model.pt``. Every final file appears atomically.
     """
+    wall_start = time.perf_counter()
     config.train.validate()
     pair = build_pair(config)
     config.train.validate(n_modalities=len(pair.modalities))
@@ -152,5 +153,6 @@ def run_experiment(
         "seconds_per_step": train_seconds / max(1, len(adapter.history)),
     }
     adapter.save(folder / "model.pt")
+    results["wall_seconds"] = time.perf_counter() - wall_start
     atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
     return RunResult(folder, results, adapter)

@@ -1,0 +1,307 @@
+"""Grids of runs: methods x modality subsets x seeds on one data set, in parallel and resumable.
+
+A grid folder holds ``grid.yaml`` (the resolved grid) and ``runs/<cell>/``, one run folder per
+cell (see :func:`boomda.run.run_experiment`). A cell is finished exactly when its
+``results.json`` exists; that file is written last and atomically, so a cell interrupted at any
+moment is simply unfinished and is run again, from scratch, by the next ``boomda bench`` on the
+same folder. A cell that raised an error gets ``error.txt`` instead and is retried on a rerun.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boomda.config import RunConfig
+from boomda.errors import BoomdaError, ConfigError
+
+RESULTS = "results.json"
+ERROR = "error.txt"
+
+
+@dataclass
+class GridSpec:
+    """What a grid runs. ``base``: a run config (``data``/``train`` sections) shared by all cells;
+    ``methods``; ``modalities``: the modalities subsets are drawn from (default: the base's);
+    ``subsets``: ``all`` (every combination of two or more) or a list of subsets;
+    ``seeds``; ``method_overrides``: per-method ``train`` settings (e.g. options)."""
+
+    name: str = "grid"
+    base: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=lambda: ["boomda"])
+    modalities: list[str] | None = None
+    subsets: str | list[list[str]] = "all"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> GridSpec:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"grid file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        return cls.from_dict(raw or {}, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "grid") -> GridSpec:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: expected a mapping at the top level")
+        allowed = set(cls.__dataclass_fields__)
+        unknown = set(raw) - allowed
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
+                              f"{', '.join(sorted(allowed))}")
+        spec = cls(**{k: copy.deepcopy(v) for k, v in raw.items()})
+        spec.validate(where)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    def base_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.base, where="grid.base")
+
+    def validate(self, where: str = "grid") -> None:
+        from boomda.methods import METHODS
+
+        base = self.base_config()
+        for m in self.methods:
+            if m not in METHODS:
+                raise ConfigError(f"{where}.methods: unknown method {m!r}; choose from "
+                                  f"{', '.join(METHODS)}")
+        for m in self.method_overrides:
+            if m not in self.methods:
+                raise ConfigError(f"{where}.method_overrides: {m!r} is not in methods")
+        if not self.seeds or not all(isinstance(s, int) for s in self.seeds):
+            raise ConfigError(f"{where}.seeds: expected a non-empty list of integers")
+        if self.subsets != "all" and not isinstance(self.subsets, list):
+            raise ConfigError(f"{where}.subsets: 'all' or a list of modality lists")
+        for cell in self.cells():
+            cell.config.train.validate(n_modalities=len(cell.modalities))
+        if not base.data.modalities and self.modalities is None:
+            raise ConfigError(f"{where}: give modalities (or base.data.modalities)")
+
+    def pool(self) -> list[str]:
+        return list(self.modalities or self.base_config().data.modalities)
+
+    def subset_list(self) -> list[tuple[str, ...]]:
+        """The modality subsets: pairs first, then larger ones, in the pool's order."""
+        pool = self.pool()
+        if self.subsets == "all":
+            return [c for k in range(2, len(pool) + 1) for c in combinations(pool, k)]
+        out = []
+        for item in self.subsets:
+            subset = tuple(item.split("+")) if isinstance(item, str) else tuple(item)
+            if len(subset) < 2:
+                raise ConfigError(f"grid.subsets: {subset} has fewer than 2 modalities")
+            out.append(subset)
+        return out
+
+    def cells(self) -> list[Cell]:
+        """Every (method, subset, seed) cell with its resolved run config."""
+        cells = []
+        for method in self.methods:
+            for subset in self.subset_list():
+                for seed in self.seeds:
+                    config = self.base_config()
+                    config.train.method = method
+                    config.train.seed = seed
+                    for key, value in self.method_overrides.get(method, {}).items():
+                        if not hasattr(config.train, key):
+                            raise ConfigError(f"grid.method_overrides.{method}: unknown option "
+                                              f"{key!r}")
+                        setattr(config.train, key, copy.deepcopy(value))
+                    config.data.modalities = list(subset)
+                    cid = f"{method}__{'+'.join(subset)}__seed{seed}"
+                    config.name = cid
+                    cells.append(Cell(cid, method, subset, seed, config))
+        return cells
+
+
+@dataclass
+class Cell:
+    id: str
+    method: str
+    modalities: tuple[str, ...]
+    seed: int
+    config: RunConfig
+
+
+def cell_status(folder: Path) -> str:
+    """``done`` (results.json), ``failed`` (error.txt) or ``missing``."""
+    if (folder / RESULTS).is_file():
+        return "done"
+    if (folder / ERROR).is_file():
+        return "failed"
+    return "missing"
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]:
+    """Run one cell in a worker process; returns (cell id, status, seconds)."""
+    from boomda.run import atomic_write_text, run_experiment
+
+    path = Path(folder)
+    start = time.perf_counter()
+    if path.exists():  # leftovers of an interrupted or failed attempt: start clean
+        shutil.rmtree(path)
+    config = RunConfig.from_dict(config_dict, where=f"cell {path.name}")
+    try:
+        run_experiment(config, progress=False)
+        return path.name, "done", time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - a failed cell is recorded, the grid goes on
+        path.mkdir(parents=True, exist_ok=True)
+        if not (path / "config.yaml").exists():  # failed before the run wrote its config
+            atomic_write_text(path / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        atomic_write_text(path / ERROR, message + "\n\n" + traceback.format_exc())
+        return path.name, "failed", time.perf_counter() - start
+
+
+@dataclass
+class BenchResult:
+    folder: Path
+    done: int
+    failed: int
+    ran: int
+    seconds: float
+
+
+def prepare_folder(spec: GridSpec, folder: Path) -> None:
+    """Create the grid folder, or check that an existing one holds the same grid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    grid_file = folder / "grid.yaml"
+    wanted = spec.to_dict()
+    if grid_file.exists():
+        existing = yaml.safe_load(grid_file.read_text()) or {}
+        if existing != wanted:
+            raise BoomdaError(
+                f"{grid_file}: this folder holds a different grid; use another --out folder "
+                f"(or delete it) rather than mixing two grids' results"
+            )
+        return
+    from boomda.run import atomic_write_text
+
+    atomic_write_text(grid_file, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def run_grid(
+    spec: GridSpec,
+    folder: str | Path,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    progress: bool = True,
+    report: bool = True,
+    on_cell: Callable[[str, str], None] | None = None,
+) -> BenchResult:
+    """Run every unfinished cell of ``spec`` under ``folder`` with ``workers`` processes.
+
+    ``threads``: torch threads per worker (default: the CPU count divided by ``workers``, at
+    least 1). Finished cells are skipped; failed and missing ones are run. When a worker process
+    dies the grid stops with :class:`BoomdaError`; rerunning resumes it.
+    """
+    folder = Path(folder)
+    if workers < 1:
+        raise ConfigError(f"option workers must be at least 1, got {workers}")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    prepare_folder(spec, folder)
+    runs = folder / "runs"
+    runs.mkdir(exist_ok=True)
+    cells = spec.cells()
+    todo = [c for c in cells if cell_status(runs / c.id) != "done"]
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=spec.name,
+                   unit="cell", file=sys.stderr, dynamic_ncols=True)
+    failed = 0
+    payloads = []
+    for cell in todo:
+        config = cell.config
+        config.out = str(runs)
+        payloads.append((cell.id, config.to_dict()))
+    try:
+        if todo:
+            failed = _execute(payloads, runs, workers, threads, bar, on_cell)
+    finally:
+        if bar is not None:
+            bar.close()
+    done = sum(cell_status(runs / c.id) == "done" for c in cells)
+    result = BenchResult(folder, done, failed, len(todo), time.perf_counter() - start)
+    if report:
+        from boomda.report import write_report
+
+        write_report(folder)
+    return result
+
+
+def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> int:
+    failed = 0
+
+    def finish(cell_id: str, status: str) -> None:
+        nonlocal failed
+        failed += status == "failed"
+        if on_cell is not None:
+            on_cell(cell_id, status)
+        if bar is not None:
+            bar.update(1)
+
+    if workers == 1:
+        _init_worker(threads)
+        for i, (cell_id, config) in enumerate(payloads):
+            _describe(bar, running=1, left=len(payloads) - i, failed=failed)
+            finish(*run_cell(config, str(runs / cell_id))[:2])
+        return failed
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        pending = {pool.submit(run_cell, config, str(runs / cell_id)): cell_id
+                   for cell_id, config in payloads}
+        left = len(pending)
+        while pending:
+            _describe(bar, running=min(workers, left), left=left, failed=failed)
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell_id = pending.pop(future)
+                try:
+                    finish(*future.result()[:2])
+                except BrokenProcessPool:
+                    unfinished = [*pending.values(), cell_id]
+                    raise BoomdaError(
+                        f"a worker process died (killed, or out of memory) while running "
+                        f"{len(unfinished)} unfinished cell(s); finished cells are kept. Run "
+                        f"the same command again to resume."
+                    ) from None
+                left -= 1
+    return failed
+
+
+def _describe(bar, *, running: int, left: int, failed: int) -> None:
+    if bar is not None:
+        bar.set_postfix_str(f"running {running}, left {left}, failed {failed}", refresh=True)

@@ -1,0 +1,165 @@
+"""Grids: cells, resumption after a killed worker, failed cells, folder safety."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from boomda.bench import GridSpec, cell_status, run_grid
+from boomda.errors import BoomdaError, ConfigError
+
+TINY_TRAIN = {"epochs": 3, "dim": 16, "hidden": 32}
+
+
+def _spec(**changes):
+    raw = {
+        "name": "tiny",
+        "base": {"data": {"modalities": ["fou", "kar", "mor"],
+                          "shifts": {"fou": "noise:snr=1", "mor": "mask:fraction=0.5"}},
+                 "train": dict(TINY_TRAIN)},
+        "methods": ["dt", "boomda"],
+        "subsets": [["fou", "kar"], ["fou", "kar", "mor"]],
+        "seeds": [0, 1],
+    }
+    raw.update(changes)
+    return raw
+
+
+def test_cells_are_the_product_and_pairs_come_first():
+    spec = GridSpec.from_dict(_spec(subsets="all", seeds=[3]))
+    ids = [c.id for c in spec.cells()]
+    assert ids[:4] == ["dt__fou+kar__seed3", "dt__fou+mor__seed3", "dt__kar+mor__seed3",
+                       "dt__fou+kar+mor__seed3"]
+    assert len(ids) == 2 * 4 * 1 == len(set(ids))
+    cell = spec.cells()[-1]
+    assert cell.config.train.method == "boomda" and cell.config.train.seed == 3
+    assert cell.config.data.modalities == ["fou", "kar", "mor"]
+
+
+def test_grid_spec_errors():
+    with pytest.raises(ConfigError, match="unknown method 'danm'"):
+        GridSpec.from_dict(_spec(methods=["danm"]))
+    with pytest.raises(ConfigError, match="unknown key 'seed'"):
+        GridSpec.from_dict({**_spec(), "seed": 1})
+    with pytest.raises(ConfigError, match=r"vote_threshold \(M_v\) = 4 exceeds M\+1 = 3"):
+        GridSpec.from_dict(_spec(base={"data": {"modalities": ["fou", "kar"]},
+                                       "train": {"vote_threshold": 4}}))
+    with pytest.raises(ConfigError, match="method_overrides: 'cdan' is not in methods"):
+        GridSpec.from_dict(_spec(method_overrides={"cdan": {"options": {"entropy": True}}}))
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if "spawn_main" in cmd:
+                    kids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
+def _results(folder: Path) -> dict:
+    out = {}
+    for cell in sorted((folder / "runs").iterdir()):
+        results = json.loads((cell / "results.json").read_text())
+        last = (cell / "metrics.jsonl").read_text().splitlines()[-1]
+        out[cell.name] = (results["target"]["weighted_f1"], json.loads(last)["loss"])
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find worker processes")
+def test_killed_worker_then_rerun_gives_every_cell_once_and_same_results(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    spec = _spec(seeds=[0, 1, 2])
+    spec["base"]["train"]["epochs"] = 6
+    grid.write_text(yaml.safe_dump(spec))
+    cells = {c.id for c in GridSpec.from_dict(spec).cells()}
+
+    reference = tmp_path / "reference"
+    run_grid(GridSpec.from_dict(spec), reference, workers=2, threads=1, progress=False,
+             report=False)
+
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "boomda.cli", "bench", str(grid), "--out", str(interrupted),
+               "--workers", "2", "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        done = list((interrupted / "runs").glob("*/results.json")) if interrupted.exists() else []
+        workers = _children(proc.pid)
+        if done and workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert killed, "the grid finished before a worker could be killed"
+    assert proc.returncode == 2, err
+    assert "a worker process died" in err and "Traceback" not in err
+    finished = {p.parent.name for p in (interrupted / "runs").glob("*/results.json")}
+    assert 0 < len(finished) < len(cells)
+
+    resumed = []
+    run_grid(GridSpec.from_dict(spec), interrupted, workers=2, threads=1, progress=False,
+             report=False, on_cell=lambda cell, status: resumed.append(cell))
+    assert sorted(resumed) == sorted(cells - finished)  # only the unfinished cells ran again
+    assert {p.name for p in (interrupted / "runs").iterdir()} == cells
+    leftovers = [p for p in interrupted.rglob("*") if p.suffix in (".partial", ".tmp")
+                 or p.name == "error.txt"]
+    assert leftovers == []
+    assert _results(interrupted) == _results(reference)
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    import boomda.run
+
+    real = boomda.run.run_experiment
+
+    def flaky(config, **kwargs):
+        if config.name == "boomda__fou+kar__seed0":
+            raise RuntimeError("simulated failure in this cell")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(boomda.run, "run_experiment", flaky)
+    spec = GridSpec.from_dict(_spec(seeds=[0]))
+    result = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    assert result.failed == 1 and result.done == 3
+    failed = tmp_path / "g" / "runs" / "boomda__fou+kar__seed0"
+    assert cell_status(failed) == "failed"
+    assert (failed / "error.txt").read_text().startswith(
+        "RuntimeError: simulated failure in this cell")
+    monkeypatch.setattr(boomda.run, "run_experiment", real)
+    again = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    assert again.ran == 1 and again.done == 4 and cell_status(failed) == "done"
+
+
+def test_leftovers_of_an_interrupted_cell_are_not_results(tmp_path):
+    spec = GridSpec.from_dict(_spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]]))
+    cell = tmp_path / "g" / "runs" / "dt__fou+kar__seed0"
+    cell.mkdir(parents=True)
+    (cell / "config.yaml").write_text("stale: true\n")
+    (cell / "metrics.jsonl.partial").write_text('{"step": 0}\n')
+    assert cell_status(cell) == "missing"
+    result = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    assert result.ran == 1 and cell_status(cell) == "done"
+    assert not (cell / "metrics.jsonl.partial").exists()
+    assert "stale" not in (cell / "config.yaml").read_text()
+
+
+def test_a_folder_never_mixes_two_grids(tmp_path):
+    spec = GridSpec.from_dict(_spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]]))
+    run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    other = GridSpec.from_dict(_spec(methods=["dt"], seeds=[5], subsets=[["fou", "kar"]]))
+    with pytest.raises(BoomdaError, match="holds a different grid"):
+        run_grid(other, tmp_path / "g", workers=1, progress=False, report=False)

@@ -1,0 +1,247 @@
+"""Grid reports on hand-made run folders: statistics against hand values, table layouts, failures,
+comparability warnings, results.csv, and the training-dynamics figure. No training."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from boomda.errors import BoomdaError
+from boomda.report import (
+    aggregate,
+    collect_runs,
+    comparability,
+    default_figure_runs,
+    dynamics_figure,
+    main_report,
+    plot_dynamics,
+    render_table1,
+    render_table2,
+    smooth_ema,
+    write_report,
+)
+
+SHIFTS = {"fou": "noise:snr=1", "kar": "scale_noise:scale=0.2,snr=0.5", "pix": "mask:fraction=0.4"}
+ENV = {"boomda_version": "0.1.0", "torch_version": "2.13.0+cpu", "python_version": "3.11.7",
+       "platform": "Linux", "machine": "vm", "cpu_count": 2, "cuda": None}
+
+
+def _metrics(method, n_modalities, steps=40):
+    """Per-step lines in StepLog.to_dict's format; gamma and r only where the method balances."""
+    balanced, pseudo = method in ("ca", "uniform", "boomda"), method in ("pl", "uniform", "boomda")
+    lines = []
+    for step in range(steps):
+        entry = {"step": step, "epoch": step // 10, "loss": 2.0 / (1 + step), "loss_ib": 1.0,
+                 "weight_ib": 1.0}
+        if balanced:
+            g = np.linspace(1, 2, n_modalities + 1) + np.sin(step / 5)
+            entry["gamma"] = (g / g.sum()).tolist()
+        entry["r"] = 10.0 ** (-3 + 4 * step / steps) if method in ("ca", "boomda") else None
+        entry["n_pseudo"] = (step % 5) if pseudo else None
+        entry["n_pseudo_classes"] = 1 if pseudo else None
+        entry["pseudo_accuracy"] = (min(1.0, step / steps) if step % 5 else None) if pseudo \
+            else None
+        entry["seconds"] = 0.01
+        lines.append(json.dumps(entry))
+    return "\n".join(lines) + "\n"
+
+
+def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, source_f1=None,
+              env=None, epochs=30, shifts=None, metrics=True):
+    """A run folder as run_experiment / boomda bench leave it: done when ``f1`` is given, failed
+    with ``error``, otherwise missing (config.yaml and a partial metrics file only)."""
+    folder = grid / "runs" / cell_id
+    folder.mkdir(parents=True)
+    config = {
+        "data": {"dataset": "mfeat", "modalities": list(modalities),
+                 "shifts": dict(SHIFTS if shifts is None else shifts), "holdout": 0.2,
+                 "split_seed": None},
+        "train": {"method": method, "gamma_solver": "closed_form", "epochs": epochs,
+                  "betas": [0.9, 0.999], "seed": seed, "options": {}},
+        "out": str(grid / "runs"), "name": cell_id, "environment": {**ENV, **(env or {})},
+        "pair": {"seed": seed},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if f1 is not None:
+        if metrics:
+            (folder / "metrics.jsonl").write_text(_metrics(method, len(modalities)))
+        results = {
+            "method": method, "gamma_solver": "closed_form", "modalities": list(modalities),
+            "seed": seed, "target": {"weighted_f1": f1, "accuracy": f1 + 1, "n": 100},
+            "source_holdout": None if source_f1 is None else {"weighted_f1": source_f1,
+                                                              "accuracy": source_f1, "n": 20},
+            "final_gamma": None, "steps": 40, "train_seconds": 1.5, "seconds_per_step": 0.04,
+            "wall_seconds": 2.0, "cell": {"method": method, "seed": seed},
+        }
+        (folder / "results.json").write_text(json.dumps(results))
+    elif error is not None:
+        (folder / "error.txt").write_text(f"{error}\nTraceback (most recent call last): ...\n")
+    else:
+        (folder / "metrics.jsonl.partial").write_text(_metrics(method, len(modalities), 3))
+    return folder
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """boomda and dt on fou+kar (3 seeds), fou+pix, fou+kar+pix; one failed and one missing."""
+    g = tmp_path / "grid"
+    for seed, f1 in enumerate([80.0, 82.0, 84.0]):
+        make_cell(g, f"boomda-fou+kar-s{seed}", "boomda", ["fou", "kar"], seed, f1,
+                  source_f1=95.0 + seed)
+    make_cell(g, "boomda-fou+pix-s0", "boomda", ["fou", "pix"], 0, 90.0, source_f1=97.0)
+    make_cell(g, "boomda-fou+kar+pix-s0", "boomda", ["fou", "kar", "pix"], 0, 70.0)
+    make_cell(g, "dt-fou+kar-s0", "dt", ["fou", "kar"], 0, 60.0)
+    make_cell(g, "dt-fou+kar-s1", "dt", ["fou", "kar"], 1, 62.0)
+    make_cell(g, "dt-fou+kar+pix-s0", "dt", ["fou", "kar", "pix"], 0, 75.0)
+    make_cell(g, "dt-fou+pix-s0", "dt", ["fou", "pix"], 0, error="CUDA out of memory")
+    make_cell(g, "dt-fou+pix-s1", "dt", ["fou", "pix"], 1)
+    return g
+
+
+def test_collect_runs_statuses_and_partial_files_are_not_results(grid):
+    (grid / "runs" / "dt-fou+pix-s1" / "results.json.tmp").write_text("{}")
+    records = {r.cell_id: r for r in collect_runs(grid)}
+    assert len(records) == 10
+    assert records["boomda-fou+kar-s1"].status == "done"
+    assert records["boomda-fou+kar-s1"].target_f1 == 82.0
+    assert records["boomda-fou+kar-s1"].wall_seconds == 2.0
+    failed = records["dt-fou+pix-s0"]
+    assert (failed.status, failed.error) == ("failed", "CUDA out of memory")
+    assert (failed.method, failed.modalities, failed.seed) == ("dt", ("fou", "pix"), 0)
+    missing = records["dt-fou+pix-s1"]
+    assert missing.status == "missing" and missing.target_f1 is None
+    table = aggregate(records.values())
+    assert table.stat("dt", "fou+pix").n == 0 and table.stat("dt", "fou+pix").failed == [
+        "dt-fou+pix-s0"]
+
+
+def test_aggregate_mean_sample_std_average_and_order(grid):
+    table = aggregate(collect_runs(grid))
+    assert table.rows == ["boomda", "dt"]
+    assert table.columns == ["fou+kar", "fou+pix", "fou+kar+pix"]
+    stat = table.stat("boomda", "fou+kar")
+    assert (stat.n, stat.mean, stat.std) == (3, 82.0, 2.0)
+    assert table.stat("boomda", "fou+pix").std == 0.0
+    assert table.average("boomda") == pytest.approx((82.0 + 90.0 + 70.0) / 3)
+    assert table.average("dt") is None  # dt has no finished fou+pix run
+    assert aggregate(collect_runs(grid), rows=["dt", "boomda"]).rows == ["dt", "boomda"]
+
+
+def test_table1_marks_best_and_shows_missing_as_dash(grid):
+    text = render_table1(aggregate(collect_runs(grid)))
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in text.splitlines() if line.startswith("| ")}
+    assert lines["Method"] == ["fou+kar", "fou+pix", "fou+kar+pix", "ave."]
+    boomda, dt = lines["Boomda"], lines["D.T."]
+    assert boomda[0] == "**82.00 ± 2.00**"
+    assert boomda[1] == "**90.00 ± 0.00** (n=1)"
+    assert boomda[2] == "70.00 ± 0.00 (n=1)" and dt[2] == "**75.00 ± 0.00** (n=1)"
+    assert boomda[3] == "**80.67**"
+    assert dt[0] == "61.00 ± 1.41 (n=2)"
+    assert dt[1] == "– (1 failed)" and dt[3] == "–"
+    assert "0.00 ±" not in dt[1]
+    assert "`dt-fou+pix-s0`" in text
+
+
+def test_table2_only_with_ablation_variants(grid):
+    assert render_table2(aggregate(collect_runs(grid))) is None
+    for method, f1 in [("ca", 70.0), ("uniform", 71.0)]:
+        make_cell(grid, f"{method}-fou+kar-s0", method, ["fou", "kar"], 0, f1)
+    text = render_table2(aggregate(collect_runs(grid), rows=["boomda", "uniform", "dt", "ca"]))
+    rows = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| ")][2:]
+    assert [[c.strip() for c in row] for row in rows] == [
+        ["D.T.", "✗", "✗"], ["ca", "✓", "✗"], ["uniform", "✓", "✓"], ["Boomda", "✓", "✓"]]
+    assert "without balancing" in text
+    assert "## Ablation (Table 2 layout)" in write_report(grid)["report.md"].read_text()
+
+
+def test_comparability_warns_on_versions_and_settings(tmp_path):
+    g = tmp_path / "grid"
+    for seed in range(3):
+        make_cell(g, f"a{seed}", "boomda", ["fou", "kar"], seed, 80.0)
+    make_cell(g, "b0", "boomda", ["fou", "pix"], 0, 80.0, shifts={**SHIFTS, "kar": "noise:snr=9"})
+    assert comparability(collect_runs(g)) == []  # kar's shift is not used by b0
+    make_cell(g, "c0", "dt", ["fou", "kar"], 0, 70.0, env={"torch_version": "2.14.1"}, epochs=5)
+    make_cell(g, "c1", "dt", ["fou", "kar"], 1, env={"torch_version": "2.15.0"}, error="boom")
+    warnings = comparability(collect_runs(g))
+    assert warnings == ["runs differ in torch_version: 2.13.0+cpu (4 runs), 2.14.1 (1 run)",
+                        "runs differ in train.epochs: 30 (4 runs), 5 (1 run)"]
+
+
+def test_write_report_csv_failures_and_figures(grid, capsys):
+    paths = write_report(grid)
+    assert set(paths) == {"results.csv", "report.md", "figures/boomda-fou+kar-s0.png",
+                          "figures/boomda-fou+pix-s0.png", "figures/boomda-fou+kar+pix-s0.png"}
+    with paths["results.csv"].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 10
+    assert {"cell_id", "status", "train.method", "train.seed", "data.modalities",
+            "target.weighted_f1", "environment.torch_version", "wall_seconds",
+            "error"} <= set(rows[0])
+    by_id = {row["cell_id"]: row for row in rows}
+    assert by_id["boomda-fou+kar-s1"]["data.modalities"] == "fou+kar"
+    assert float(by_id["boomda-fou+kar-s1"]["target.weighted_f1"]) == 82.0
+    assert by_id["dt-fou+pix-s0"]["status"] == "failed"
+    assert by_id["dt-fou+pix-s0"]["target.weighted_f1"] == ""
+    report = paths["report.md"].read_text()
+    assert "10 runs: 8 done, 1 failed, 1 missing." in report
+    assert "`dt-fou+pix-s0` (dt, fou+pix, seed 0): CUDA out of memory" in report
+    assert "**82.00 ± 2.00**" in report and "Table 2 layout" not in report
+    assert "## Source held-out weighted F1" in report and "96.00 ± 1.00" in report
+    assert "![boomda-fou+kar-s0](figures/boomda-fou+kar-s0.png)" in report
+    assert not list(grid.rglob("*.tmp"))
+    assert main_report(str(grid), figure_runs=[]) == 0
+    assert "**82.00 ± 2.00**" in capsys.readouterr().out
+
+
+def test_report_without_finished_runs_and_without_runs_folder(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "boomda-fou+kar-s0", "boomda", ["fou", "kar"], 0)
+    report = write_report(g)["report.md"].read_text()
+    assert "0 done, 0 failed, 1 missing" in report and "No finished runs yet" in report
+    with pytest.raises(BoomdaError, match="no runs/ folder"):
+        main_report(str(tmp_path / "nowhere"), None)
+
+
+def test_default_figure_runs_prefers_seed_zero(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "x-s2", "boomda", ["fou", "kar"], 2, 80.0)
+    make_cell(g, "x-s0", "boomda", ["fou", "kar"], 0, 80.0)
+    make_cell(g, "y-s1", "boomda", ["fou", "pix"], 1, 80.0)
+    make_cell(g, "z-s0", "dt", ["kar", "pix"], 0, 80.0)
+    assert default_figure_runs(collect_runs(g)) == ["x-s0", "y-s1"]
+
+
+def test_smooth_ema_is_debiased():
+    assert smooth_ema([1.0, 2.0], 0.5) == pytest.approx([1.0, (0.25 + 1.0) / 0.75])
+    assert smooth_ema([3.0, 3.0, 3.0], 0.9) == pytest.approx([3.0, 3.0, 3.0])
+    assert smooth_ema([1.0, 5.0], 0.0) == pytest.approx([1.0, 5.0])
+
+
+@pytest.mark.parametrize("method", ["boomda", "dt"])
+def test_plot_dynamics_three_panels(tmp_path, method):
+    import matplotlib.image
+
+    run = make_cell(tmp_path, "run", method, ["fou", "kar", "pix"], 0, 80.0)
+    fig = dynamics_figure(run)
+    assert len(fig.axes) == 3
+    assert [ax.get_xlabel() for ax in fig.axes] == ["step"] * 3
+    assert [ax.get_ylabel() for ax in fig.axes] == ["r", "gamma", "pseudo-label accuracy"]
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    if method == "boomda":
+        assert notes == [] and fig.axes[0].get_yscale() == "log"
+        assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+            "fou", "kar", "pix", "fused"]
+    else:
+        assert notes == [f"{what} not logged for method dt"
+                         for what in ("r", "gamma", "pseudo-labels")]
+    png = plot_dynamics(run, tmp_path / "figures" / "run.png")
+    assert matplotlib.image.imread(png).shape[:2] == (456, 1560)
+
+
+def test_plot_dynamics_needs_final_metrics(tmp_path):
+    run = make_cell(tmp_path, "run", "boomda", ["fou", "kar"], 0)  # only metrics.jsonl.partial
+    with pytest.raises(BoomdaError, match="metrics.jsonl: not found"):
+        plot_dynamics(run, tmp_path / "run.png")
