@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from boomda.config import RunConfig
+from boomda.config import RunConfig, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError
 
 RESULTS = "results.json"
@@ -49,14 +49,7 @@ class GridSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridSpec:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"grid file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        return cls.from_dict(raw or {}, str(path))
+        return cls.from_dict(load_yaml_mapping(path, "grid file"), str(path))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "grid") -> GridSpec:

@@ -132,18 +132,23 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(raw, where=str(path))
+        return cls.from_dict(load_yaml_mapping(path, "config file"), where=str(path))
+
+
+def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (empty for an empty file); ConfigError otherwise."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return dict(raw)
 
 
 def _check(ok: bool, name: str, message: str, value: Any) -> None:
