@@ -222,7 +222,7 @@ def test_every_baseline_is_registered_with_options():
 
 
 @pytest.mark.parametrize("method", BASELINES)
-def test_baselines_run_on_any_number_of_modalities(method):
+def test_baselines_run_on_any_number_of_modalities(method, tmp_path):
     rng = np.random.default_rng(1)
     views = {f"v{i}": rng.normal(size=(40, 3 + i)) for i in range(4)}
     y = np.arange(40) % 2
@@ -231,3 +231,7 @@ def test_baselines_run_on_any_number_of_modalities(method):
     adapter = DomainAdapter(method=method, epochs=1, batch_size=8, dim=4, hidden=8).fit(pair)
     assert np.isfinite(adapter.history[-1].loss)
     assert adapter.predict(pair.target).shape == (40,)
+    loaded = DomainAdapter.load(adapter.save(tmp_path / "m.pt"))  # discriminators included
+    assert set(loaded.method.state_dict()) == set(adapter.method.state_dict())
+    np.testing.assert_array_equal(loaded.predict_proba(pair.target),
+                                  adapter.predict_proba(pair.target))
