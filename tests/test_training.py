@@ -132,3 +132,23 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     assert set(results["final_gamma"]) == {"fou", "mor", "fused"}
     loaded = DomainAdapter.load(folder / "model.pt")
     assert loaded.net.modalities == ["fou", "mor"]
+
+
+def test_cli_predict_on_a_npz_file(tmp_path, capsys):
+    pair = _toy_pair()
+    adapter = DomainAdapter(method="boomda", **TINY).fit(pair)
+    model = adapter.save(tmp_path / "model.pt")
+    data = tmp_path / "new.npz"
+    np.savez(data, labels=pair.target.labels, **pair.target.views)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(model), str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    expected = adapter.evaluate(pair.target)
+    assert f"weighted F1 {expected['weighted_f1']:.2f}" in printed
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index,predicted,p0,p1,p2" and len(lines) == 1 + len(pair.target)
+    predicted = [int(line.split(",")[1]) for line in lines[1:]]
+    assert predicted == adapter.predict(pair.target).tolist()
+    np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"])  # m2 missing
+    assert main(["predict", str(model), str(data)]) == 2
+    assert "new.npz: inputs: missing modality 'm2'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The command line: ``boomda run`` trains and evaluates one configuration."""
+"""The command line: ``boomda run``, ``bench``, ``report`` and ``predict``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from boomda.config import DEFAULT_MODALITIES, RunConfig
-from boomda.errors import BoomdaError, ConfigError
+from boomda.errors import BoomdaError, ConfigError, DataError
 
 #: command-line option -> (section, key) in the run config
 _TRAIN_OPTIONS = {
@@ -79,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", help="only these seeds (comma-separated)")
     bench.add_argument("--epochs", type=int, help="override the epochs of every cell")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    predict = sub.add_parser(
+        "predict", help="predict with a saved model",
+        description="Predict the classes of the samples in a .npz file (one (N, D) array per "
+                    "modality the model was trained on; a 'labels' array, if present, is used to "
+                    "report weighted F1 and accuracy) and write them as CSV.",
+    )
+    predict.add_argument("model", help="model.pt of a run folder (or DomainAdapter.save)")
+    predict.add_argument("data", help=".npz file with the model's modalities")
+    predict.add_argument("--out", help="CSV file for the predictions (default: print a summary)")
 
     report = sub.add_parser(
         "report", help="tables, CSV and figures from a grid folder",
@@ -169,6 +180,34 @@ def _bench(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 1
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from boomda.estimator import DomainAdapter
+    from boomda.run import atomic_write_text, load_dataset
+
+    adapter = DomainAdapter.load(args.model, device="cpu")
+    data = load_dataset(args.data, labels_required=False)
+    try:
+        probs = adapter.predict_proba(data)
+    except DataError as exc:
+        raise DataError(f"{args.data}: {exc}") from None
+    pred = probs.argmax(axis=1)
+    counts = np.bincount(pred, minlength=probs.shape[1])
+    print(f"{len(pred)} samples; predicted class counts: "
+          + ", ".join(f"{c}: {n}" for c, n in enumerate(counts)))
+    if data.labels is not None:
+        result = adapter.evaluate(data, name=args.data)
+        print(f"weighted F1 {result['weighted_f1']:.2f}   accuracy {result['accuracy']:.2f}")
+    if args.out:
+        header = "index,predicted," + ",".join(f"p{c}" for c in range(probs.shape[1]))
+        rows = [f"{i},{p}," + ",".join(f"{v:.6f}" for v in row)
+                for i, (p, row) in enumerate(zip(pred, probs, strict=True))]
+        atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
+        print(f"predictions written to {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -181,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_summary(result))
         elif args.command == "bench":
             return _bench(args)
+        elif args.command == "predict":
+            return _predict(args)
         elif args.command == "report":
             from boomda.report import main_report
 

@@ -26,8 +26,9 @@ from boomda.estimator import DomainAdapter
 from boomda.train import StepLog
 
 
-def load_dataset(dataset: str) -> MultimodalData:
-    """``mfeat`` (embedded) or a ``.npz`` file with one array per modality and ``labels``."""
+def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
+    """``mfeat`` (embedded) or a ``.npz`` file with one array per modality and ``labels``
+    (optional when ``labels_required`` is False)."""
     if dataset == "mfeat":
         return load_multiple_features()
     path = Path(dataset)
@@ -39,9 +40,9 @@ def load_dataset(dataset: str) -> MultimodalData:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read as .npz ({exc})") from None
-    if "labels" not in arrays:
+    if "labels" not in arrays and labels_required:
         raise DataError(f"{path}: has no 'labels' array (found {', '.join(arrays)})")
-    labels = arrays.pop("labels")
+    labels = arrays.pop("labels", None)
     return MultimodalData(arrays, labels, name=str(path))
 
 
