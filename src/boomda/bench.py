@@ -153,7 +153,8 @@ def _init_worker(threads: int) -> None:
 
 def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]:
     """Run one cell in a worker process; returns (cell id, status, seconds)."""
-    from boomda.run import atomic_write_text, run_experiment
+    from boomda.atomic import atomic_write_text
+    from boomda.run import run_experiment
 
     path = Path(folder)
     start = time.perf_counter()
@@ -194,7 +195,7 @@ def prepare_folder(spec: GridSpec, folder: Path) -> None:
                 f"(or delete it) rather than mixing two grids' results"
             )
         return
-    from boomda.run import atomic_write_text
+    from boomda.atomic import atomic_write_text
 
     atomic_write_text(grid_file, yaml.safe_dump(wanted, sort_keys=False))
 

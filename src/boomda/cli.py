@@ -183,8 +183,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from boomda.atomic import atomic_write_text
     from boomda.estimator import DomainAdapter
-    from boomda.run import atomic_write_text, load_dataset
+    from boomda.run import load_dataset
 
     adapter = DomainAdapter.load(args.model, device="cpu")
     data = load_dataset(args.data, labels_required=False)

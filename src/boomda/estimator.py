@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from boomda.atomic import atomic_write
 from boomda.config import TrainConfig
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair
@@ -125,7 +124,7 @@ class DomainAdapter:
             "config": _plain(dataclasses.asdict(self.config)),
             "state_dict": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
         }
-        atomic_torch_save(payload, path)
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
         return path
 
     @classmethod
@@ -160,17 +159,3 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

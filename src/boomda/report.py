@@ -13,9 +13,7 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from boomda.atomic import atomic_write, atomic_write_text
 from boomda.errors import BoomdaError
-from boomda.run import atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -518,18 +516,7 @@ def dynamics_figure(run_dir: str | Path, smooth: float = 0.9) -> Figure:
 def plot_dynamics(run_dir: str | Path, out_png: str | Path, smooth: float = 0.9) -> Path:
     """Write :func:`dynamics_figure` of ``run_dir`` as a PNG, atomically; returns its path."""
     fig = dynamics_figure(run_dir, smooth)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def default_figure_runs(records: Sequence[RunRecord], limit: int = 4) -> list[str]:
