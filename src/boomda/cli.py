@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _key_value(item: str, flag: str, form: str) -> tuple[str, str]:
+    """Split a repeatable ``KEY=VALUE`` option; ConfigError naming the flag otherwise."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"{flag} {item!r}: expected {form}")
+    return key.strip(), value.strip()
+
+
 def build_config(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     for name, kind in _TRAIN_OPTIONS.items():
@@ -117,15 +125,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.split_seed is not None:
         config.data.split_seed = args.split_seed
     for item in args.shift:
-        modality, eq, spec = item.partition("=")
-        if not eq or not modality:
-            raise ConfigError(f"--shift {item!r}: expected MODALITY=SPEC, e.g. fou=noise:snr=1")
-        config.data.shifts[modality.strip()] = spec.strip()
+        modality, spec = _key_value(item, "--shift", "MODALITY=SPEC, e.g. fou=noise:snr=1")
+        config.data.shifts[modality] = spec
     for item in args.option:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--option {item!r}: expected KEY=VALUE, e.g. trade_off=0.5")
-        config.train.options[key.strip()] = value.strip()
+        key, value = _key_value(item, "--option", "KEY=VALUE, e.g. trade_off=0.5")
+        config.train.options[key] = value
     if args.out is not None:
         config.out = args.out
     if args.name is not None:
