@@ -112,6 +112,12 @@ def _key_value(item: str, flag: str, form: str) -> tuple[str, str]:
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    if config.raw is not None:
+        for flag, given in (("--modalities", args.modalities), ("--dataset", args.dataset),
+                            ("--shift", args.shift)):
+            if given:
+                raise ConfigError(f"{flag} does not apply to a raw corpus ({args.config}); set "
+                                  f"raw.modalities and their corruption in the config file")
     for name, kind in _TRAIN_OPTIONS.items():
         value = getattr(args, name, None)
         if value is not None:
@@ -154,6 +160,14 @@ def _summary(result) -> str:
     if r["final_gamma"] is not None:
         lines.append("final gamma     " + "  ".join(f"{k}={v:.3f}"
                                                     for k, v in r["final_gamma"].items()))
+    raw = r.get("raw")
+    if raw is not None:
+        skipped = raw["skipped_missing"] + raw["skipped_unreadable"]
+        cache = raw["cache"]
+        lines.append(f"corpus          {raw['n_utterances']} utterances, {skipped} skipped; "
+                     + ("no frozen-state cache" if cache is None else
+                        f"frozen-state cache {cache['dir']}: {cache['hits']} read, "
+                        f"{cache['misses']} computed"))
     lines.append(f"time            {r['train_seconds']:.1f} s for {r['steps']} steps")
     return "\n".join(lines)
 

@@ -105,13 +105,104 @@ class DataConfig:
 
 
 @dataclass
+class RawModalityConfig:
+    """One raw modality: which signal, through which backbone.
+
+    ``signal``: ``audio``, ``video`` or ``text`` (a column of the corpus). ``backbone``: a local
+    folder of a ``transformers`` model (speech model for audio, BERT family for text, image model
+    for video frames) with its tokenizer for text. ``trainable_layers``: k, the last k
+    transformer layers trained. ``encoder``: ``textcnn`` or ``lstm`` (default: TextCNN for audio
+    and text, LSTM for video). ``corruption``: the target corruption, ``"default"`` for the
+    paper's (``noise:snr=1`` audio, ``darken_noise:brightness=0.2,snr=0.5`` video,
+    ``mask_words:fraction=0.4`` text), ``"none"``, or such a string with other values.
+    """
+
+    signal: str = "audio"
+    backbone: str = ""
+    trainable_layers: int = 3
+    encoder: str = ""
+    corruption: str = "default"
+
+
+@dataclass
+class RawDataConfig:
+    """A raw corpus (audio, video, transcripts) and how its signals are prepared.
+
+    ``corpus``: ``iemocap``, ``msp-improv`` or ``manifest``; ``path``: its root folder (the CSV
+    file for a manifest). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
+    ``classes`` (manifest: class names in label order), ``sessions`` (IEMOCAP / MSP-IMPROV:
+    which sessions, all when empty), ``merge_excited`` (IEMOCAP: count "excited" as happy),
+    ``transcripts`` (MSP-IMPROV: CSV id,text or a folder of <id>.txt). ``skip_missing``: skip
+    utterances whose files are missing or unreadable (counted in the run's info) instead of
+    stopping. ``max_seconds``: audio is cut to its first seconds; ``n_frames``: frames sampled
+    evenly per clip; ``max_tokens``: transcripts are cut to this many tokens. ``cache_dir``:
+    where the frozen backbone outputs are cached (empty: no cache); ``cache_dtype``: float16
+    (half the disk and memory) or float32. ``batch_size``: utterances per frozen forward pass.
+    """
+
+    corpus: str = "manifest"
+    path: str = ""
+    modalities: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    merge_excited: bool = False
+    transcripts: str = ""
+    skip_missing: bool = False
+    max_seconds: float = 8.0
+    n_frames: int = 10
+    max_tokens: int = 64
+    cache_dir: str = ".boomda-cache"
+    cache_dtype: str = "float16"
+
+    def modality_configs(self, where: str = "raw") -> dict[str, RawModalityConfig]:
+        """``modalities`` as typed configs; raises naming the first bad entry."""
+        if not isinstance(self.modalities, Mapping) or len(self.modalities) < 2:
+            raise ConfigError(f"{where}.modalities: name at least 2 modalities, each with a "
+                              f"signal and a backbone folder")
+        out = {}
+        for name, raw in self.modalities.items():
+            spec = _build(RawModalityConfig, raw or {}, f"{where}.modalities.{name}")
+            if spec.signal not in ("audio", "video", "text"):
+                raise ConfigError(f"{where}.modalities.{name}.signal must be audio, video or "
+                                  f"text, got {spec.signal!r}")
+            if not spec.backbone:
+                raise ConfigError(f"{where}.modalities.{name}.backbone: give the local folder "
+                                  f"of a transformers model")
+            out[str(name)] = spec
+        return out
+
+    def validate(self, where: str = "raw") -> None:
+        if self.corpus not in ("iemocap", "msp-improv", "manifest"):
+            raise ConfigError(f"{where}.corpus must be iemocap, msp-improv or manifest, got "
+                              f"{self.corpus!r}")
+        if not self.path:
+            raise ConfigError(f"{where}.path: give the corpus folder (the CSV for a manifest)")
+        self.modality_configs(where)
+        _check(self.max_seconds > 0, f"{where}.max_seconds", "must be positive", self.max_seconds)
+        _check(self.n_frames >= 1, f"{where}.n_frames", "must be at least 1", self.n_frames)
+        _check(self.max_tokens >= 2, f"{where}.max_tokens", "must be at least 2",
+               self.max_tokens)
+        _check(self.cache_dtype in ("float16", "float32"), f"{where}.cache_dtype",
+               "must be float16 or float32", self.cache_dtype)
+        for s in self.sessions:
+            _check(str(s).isdigit(), f"{where}.sessions", "must be session numbers",
+                   self.sessions)
+
+
+@dataclass
 class RunConfig:
-    """A whole run: data, training and where the run folder goes."""
+    """A whole run: data, training and where the run folder goes.
+
+    With ``raw`` set, the data come from a raw corpus through pretrained backbones and
+    ``data.dataset``, ``data.modalities`` and ``data.shifts`` are not used (``data.holdout`` and
+    ``data.split_seed`` are).
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out: str = "runs"
     name: str | None = None
+    raw: RawDataConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -128,7 +219,11 @@ class RunConfig:
         train = _build(TrainConfig, raw.get("train") or {}, f"{where}.train")
         if isinstance(train.betas, list):
             train.betas = tuple(train.betas)
-        return cls(data, train, str(raw.get("out", "runs")), raw.get("name"))
+        raw_data = None
+        if raw.get("raw") is not None:
+            raw_data = _build(RawDataConfig, raw["raw"], f"{where}.raw")
+            raw_data.validate(f"{where}.raw")
+        return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:

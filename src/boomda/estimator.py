@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from boomda.atomic import atomic_write
 from boomda.config import TrainConfig
@@ -16,6 +18,7 @@ from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, DataError
 from boomda.evaluate import evaluate, predict_logits
 from boomda.methods import build_method
+from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
 from boomda.nn.net import MultimodalNet
 from boomda.train import StepLog, Trainer, resolve_device, seed_everything
 
@@ -53,9 +56,15 @@ class DomainAdapter:
         self,
         pair: DomainPair,
         *,
+        encoders: Mapping[str, nn.Module] | Callable[[int, float], Mapping[str, nn.Module]]
+        | None = None,
         progress: bool = False,
         on_step: Callable[[StepLog], None] | None = None,
     ) -> DomainAdapter:
+        """Train on ``pair``. ``encoders`` gives the encoder of some modalities (e.g. a
+        :class:`~boomda.nn.backbone_encoder.BackboneEncoder` for a raw modality, whose data are
+        packed frozen states), or is a function ``(d, dropout) -> encoders`` called after
+        seeding (as ``RawPair.encoders``); the other modalities get an MLP."""
         if not isinstance(pair, DomainPair):
             raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
         if len(pair.modalities) < 2:
@@ -64,8 +73,16 @@ class DomainAdapter:
         cfg = self.config
         cfg.validate(n_modalities=len(pair.modalities))
         seed_everything(cfg.seed)
+        encoders = dict((encoders(cfg.dim, cfg.dropout) if callable(encoders) else encoders)
+                        or {})
+        for m in pair.modalities:
+            if pair.source.is_sequence(m) and m not in encoders:
+                raise DataError(f"modality {m!r} holds sequences; pass its encoder (encoders=...)")
+            if m in encoders and not pair.source.is_sequence(m):
+                raise DataError(f"modality {m!r} holds feature vectors, but a sequence encoder "
+                                f"was given for it")
         self.net = MultimodalNet(pair.source.dims, pair.n_classes, cfg.dim, cfg.hidden,
-                                 cfg.dropout)
+                                 cfg.dropout, encoders=encoders)
         self.method = build_method(cfg.method, self.net, cfg)
         trainer = Trainer(self.method, cfg, self.device)
         self.history = trainer.fit(pair, on_step=on_step, progress=progress)
@@ -86,11 +103,14 @@ class DomainAdapter:
             raise DataError(f"inputs: missing modality {missing[0]!r}; the model expects "
                             f"{net.modalities}")
         data = data.select(net.modalities)
-        for m in net.modalities:
-            want = net.encoders[m].standardize.mean.numel()
+        for m, want in net.dims.items():
             if data.dims[m] != want:
                 raise DataError(f"inputs[{m!r}]: {data.dims[m]} features, the model expects "
                                 f"{want}")
+            sequence = isinstance(net.encoders[m], BackboneEncoder)
+            if data.is_sequence(m) != sequence:
+                raise DataError(f"inputs[{m!r}]: the model expects "
+                                f"{'packed sequences' if sequence else 'feature vectors'}")
         return data
 
     def predict_proba(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> np.ndarray:
@@ -115,21 +135,30 @@ class DomainAdapter:
         """Write a checkpoint (architecture, config, state dict) atomically to ``path``."""
         net = self._require_fitted()
         path = Path(path)
-        dims = {m: int(net.encoders[m].standardize.mean.numel()) for m in net.modalities}
+        frozen = {id(t) for e in net.encoders.values() if isinstance(e, BackboneEncoder)
+                  for t in e.frozen_tensors()}
+        state = {k: v.detach().cpu() for k, v in self.method.state_dict(keep_vars=True).items()
+                 if id(v) not in frozen}
+        specs = {m: e.spec() for m, e in net.encoders.items() if isinstance(e, BackboneEncoder)}
         payload = {
             "format": CHECKPOINT_FORMAT,
             "modalities": list(net.modalities),
-            "dims": dims,
+            "dims": net.dims,
             "n_classes": int(net.n_classes),
             "config": _plain(dataclasses.asdict(self.config)),
-            "state_dict": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
+            # backbone encoders: how to rebuild them (their frozen weights are not stored)
+            "encoders": json.dumps(specs),
+            "state_dict": state,
         }
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
         return path
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> DomainAdapter:
-        """Load a checkpoint written by :meth:`save` (with ``weights_only=True``)."""
+        """Load a checkpoint written by :meth:`save` (with ``weights_only=True``).
+
+        A model with backbone encoders reloads each backbone from the local folder it was trained
+        with and checks that its frozen part is unchanged."""
         path = Path(path)
         if not path.is_file():
             raise BoomdaError(f"checkpoint not found: {path}")
@@ -146,9 +175,20 @@ class DomainAdapter:
         adapter = cls(TrainConfig(**raw))
         cfg = adapter.config
         dims = {m: payload["dims"][m] for m in payload["modalities"]}
-        adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout)
+        specs = json.loads(payload.get("encoders") or "{}")
+        encoders = {m: build_backbone_encoder(spec) for m, spec in specs.items()}
+        adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
+                                    encoders=encoders)
         adapter.method = build_method(cfg.method, adapter.net, cfg)
-        adapter.method.load_state_dict(payload["state_dict"])
+        frozen = {id(t) for e in encoders.values() for t in e.frozen_tensors()}
+        expected = {k for k, v in adapter.method.state_dict(keep_vars=True).items()
+                    if id(v) not in frozen}
+        stored = set(payload["state_dict"])
+        if stored != expected:
+            odd = sorted(stored ^ expected)[0]
+            raise BoomdaError(f"{path}: the checkpoint does not match the model it describes "
+                              f"(entry {odd!r})")
+        adapter.method.load_state_dict(payload["state_dict"], strict=False)
         adapter.method.to(adapter.device).eval()
         return adapter
 

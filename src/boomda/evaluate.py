@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from boomda.data.container import MultimodalData
+from boomda.data.container import MultimodalData, trim_padding
 from boomda.errors import DataError
 
 
@@ -38,15 +38,18 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict_logits(net, data: MultimodalData, device: torch.device,
-                   batch_size: int = 1024) -> np.ndarray:
-    """Fused-head logits (N, C) for every sample of ``data``, in evaluation mode."""
+                   batch_size: int | None = None) -> np.ndarray:
+    """Fused-head logits (N, C) for every sample of ``data``, in evaluation mode, in batches of
+    ``batch_size`` samples (1024, or 32 when a modality is a sequence)."""
+    if batch_size is None:
+        batch_size = 32 if any(v.ndim == 3 for v in data.views.values()) else 1024
     was_training = net.training
     net.eval()
     chunks = []
     try:
         for start in range(0, len(data), batch_size):
-            inputs = {m: torch.from_numpy(data.views[m][start:start + batch_size]).to(device)
-                      for m in net.modalities}
+            inputs = {m: torch.from_numpy(trim_padding(data.views[m][start:start + batch_size]))
+                      .to(device) for m in net.modalities}
             chunks.append(net(inputs).fused_logits.float().cpu())
     finally:
         net.train(was_training)

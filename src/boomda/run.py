@@ -56,8 +56,13 @@ def build_pair(config: RunConfig) -> DomainPair:
     modalities = config.data.modalities or data.modalities
     data = data.select(modalities)
     shifts = {m: s for m, s in config.data.shifts.items() if m in modalities}
-    seed = config.train.seed if config.data.split_seed is None else int(config.data.split_seed)
-    return DomainPair.from_protocol(data, shifts, seed=seed, holdout=config.data.holdout)
+    return DomainPair.from_protocol(data, shifts, seed=split_seed(config),
+                                    holdout=config.data.holdout)
+
+
+def split_seed(config: RunConfig) -> int:
+    """The seed of the split and the target shifts: ``data.split_seed``, else the training seed."""
+    return config.train.seed if config.data.split_seed is None else int(config.data.split_seed)
 
 
 def environment() -> dict:
@@ -102,7 +107,20 @@ def run_experiment(
     """
     wall_start = time.perf_counter()
     config.train.validate()
-    pair = build_pair(config)
+    encoders = None
+    if config.raw is not None:
+        from boomda.data.raw_pair import build_raw_pair
+        from boomda.train import resolve_device
+
+        raw_pair = build_raw_pair(config.raw, seed=split_seed(config),
+                                  holdout=config.data.holdout,
+                                  device=resolve_device(config.train.device), progress=progress)
+        pair, encoders = raw_pair.pair, raw_pair.encoders
+        config.data.dataset = f"raw:{config.raw.corpus}"
+        config.data.modalities = list(pair.modalities)
+        config.data.shifts = dict(pair.info["corruptions"])
+    else:
+        pair = build_pair(config)
     config.train.validate(n_modalities=len(pair.modalities))
     if not config.data.modalities:
         config.data.modalities = list(pair.modalities)
@@ -119,7 +137,8 @@ def run_experiment(
             if on_step is not None:
                 on_step(log)
 
-        adapter = DomainAdapter(config.train).fit(pair, progress=progress, on_step=record)
+        adapter = DomainAdapter(config.train).fit(pair, encoders=encoders, progress=progress,
+                                                  on_step=record)
     train_seconds = time.perf_counter() - start
     os.replace(partial, folder / "metrics.jsonl")
 
@@ -135,6 +154,9 @@ def run_experiment(
                            else None),
         "final_gamma": (dict(zip(list(pair.modalities) + ["fused"], last.gamma, strict=True))
                         if last.gamma is not None else None),
+        "raw": ({k: pair.info[k] for k in ("n_utterances", "skipped_missing",
+                                           "skipped_unreadable", "cache")}
+                if config.raw is not None else None),
         "steps": len(adapter.history),
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / max(1, len(adapter.history)),

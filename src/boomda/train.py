@@ -47,6 +47,9 @@ class _Sampler:
         if len(data) < 2:
             raise DataError(f"{what}: needs at least 2 samples for a batch, got {len(data)}")
         self.x = {m: torch.from_numpy(v).to(device) for m, v in data.views.items()}
+        # steps per sample of the sequence modalities, to cut each batch to its longest sample
+        self.steps = {m: torch.from_numpy(v[:, :, 0].sum(axis=1).astype(np.int64)).to(device)
+                      for m, v in data.views.items() if v.ndim == 3}
         self.y = None if data.labels is None else torch.from_numpy(data.labels).to(device)
         self.n = len(data)
         self.batch_size = min(batch_size, self.n)
@@ -64,7 +67,12 @@ class _Sampler:
         idx = torch.from_numpy(self._order[self._pos:self._pos + self.batch_size])
         self._pos += self.batch_size
         idx = idx.to(next(iter(self.x.values())).device)
-        return {m: v[idx] for m, v in self.x.items()}, (None if self.y is None else self.y[idx])
+        batch = {}
+        for m, v in self.x.items():
+            batch[m] = v[idx]
+            if m in self.steps:
+                batch[m] = batch[m][:, : int(self.steps[m][idx].max())]
+        return batch, (None if self.y is None else self.y[idx])
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +14,12 @@ RESERVED_NAMES = ("fused",)
 
 @dataclass(frozen=True)
 class MultimodalData:
-    """N samples, each with M modalities (feature vectors), and optional integer labels.
+    """N samples, each with M modalities, and optional integer labels.
 
-    ``views`` maps a modality name to a float32 array of shape (N, D_m); all modalities share the
-    same N. ``labels`` is an int64 array of shape (N,) or None (an unlabelled target domain).
+    ``views`` maps a modality name to a float32 array: feature vectors (N, D_m), or padded
+    sequences (N, T, 1 + D_m) as made by :func:`pack_sequences` (channel 0 marks the real steps,
+    channels 1.. hold the D_m features of each step). All modalities share the same N.
+    ``labels`` is an int64 array of shape (N,) or None (an unlabelled target domain).
     Construction validates everything and raises :class:`DataError` naming the field at fault.
     """
 
@@ -47,11 +49,12 @@ class MultimodalData:
                 raise DataError(f"{name}[{key!r}]: not a numeric array ({exc})") from None
             if arr.ndim == 1:
                 arr = arr[:, None]
-            if arr.ndim != 2:
+            if arr.ndim not in (2, 3):
                 raise DataError(
-                    f"{name}[{key!r}]: expected shape (n_samples, n_features), got {arr.shape}"
+                    f"{name}[{key!r}]: expected shape (n_samples, n_features) or padded "
+                    f"sequences (n_samples, steps, 1 + n_features), got {arr.shape}"
                 )
-            if arr.shape[1] == 0:
+            if arr.shape[-1] <= (1 if arr.ndim == 3 else 0):
                 raise DataError(f"{name}[{key!r}]: has no features")
             bad = ~np.isfinite(arr)
             if bad.any():
@@ -61,6 +64,8 @@ class MultimodalData:
                     f"{name}[{key!r}]: {int(bad.sum())} non-finite value(s) "
                     f"(first: {kind} at sample {row}, feature {col})"
                 )
+            if arr.ndim == 3:
+                _check_step_mask(arr[:, :, 0], f"{name}[{key!r}]")
             if n_samples is None:
                 n_samples, first = arr.shape[0], key
             elif arr.shape[0] != n_samples:
@@ -95,12 +100,16 @@ class MultimodalData:
 
     @property
     def dims(self) -> dict[str, int]:
-        return {k: v.shape[1] for k, v in self.views.items()}
+        """Features per modality (per step for a sequence modality)."""
+        return {k: v.shape[-1] - (1 if v.ndim == 3 else 0) for k, v in self.views.items()}
+
+    def is_sequence(self, modality: str) -> bool:
+        return self.views[modality].ndim == 3
 
     def subset(self, index: np.ndarray) -> MultimodalData:
         """Rows ``index`` of every modality (and of the labels)."""
         labels = None if self.labels is None else self.labels[index]
-        return MultimodalData({k: v[index] for k, v in self.views.items()}, labels)
+        return MultimodalData({k: trim_padding(v[index]) for k, v in self.views.items()}, labels)
 
     def select(self, modalities: Iterable[str]) -> MultimodalData:
         """Only the named modalities, in the given order."""
@@ -125,3 +134,51 @@ class MultimodalData:
                 f"{name}: label {int(self.labels[i])} at sample {i} is outside the class set "
                 f"0..{n_classes - 1}"
             )
+
+
+def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None) -> np.ndarray:
+    """Right-pad variable-length sequences (T_i, D) into one array (N, T, 1 + D).
+
+    Channel 0 is 1 on the T_i real steps of sample i and 0 on padding; channels 1.. hold the
+    features (zeros on padding). ``T`` is the longest sequence unless ``steps`` is given.
+    """
+    if len(sequences) == 0:
+        raise DataError("pack_sequences: no sequences")
+    arrays = [np.asarray(s, dtype=np.float32) for s in sequences]
+    widths = {a.shape[1] if a.ndim == 2 else None for a in arrays}
+    if None in widths or len(widths) != 1:
+        raise DataError(f"pack_sequences: expected (steps, features) arrays of one width, got "
+                        f"shapes {sorted({a.shape for a in arrays})[:3]}")
+    if min(a.shape[0] for a in arrays) < 1:
+        raise DataError("pack_sequences: every sequence needs at least one step")
+    longest = max(a.shape[0] for a in arrays)
+    steps = longest if steps is None else steps
+    if steps < longest:
+        raise DataError(f"pack_sequences: steps={steps} is shorter than the longest sequence "
+                        f"({longest})")
+    out = np.zeros((len(arrays), steps, 1 + widths.pop()), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : len(a), 0] = 1.0
+        out[i, : len(a), 1:] = a
+    return out
+
+
+def _check_step_mask(mask: np.ndarray, where: str) -> None:
+    if not np.isin(mask, (0.0, 1.0)).all():
+        raise DataError(f"{where}: channel 0 of a sequence array must be the 0/1 step mask "
+                        f"(see pack_sequences)")
+    lengths = mask.sum(axis=1)
+    if mask.shape[0] and lengths.min() < 1:
+        raise DataError(f"{where}: sample {int(np.argmin(lengths))} has no real step")
+    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
+    if not np.array_equal(prefix, mask.astype(bool)):
+        row = int(np.flatnonzero((prefix != mask.astype(bool)).any(axis=1))[0])
+        raise DataError(f"{where}: the step mask of sample {row} is not a prefix (sequences "
+                        f"must be right-padded)")
+
+
+def trim_padding(view: np.ndarray) -> np.ndarray:
+    """A sequence array cut to its longest real sequence (no all-padding steps at the end)."""
+    if view.ndim != 3 or view.shape[0] == 0:
+        return view
+    return view[:, : max(1, int(view[:, :, 0].sum(axis=1).max()))]

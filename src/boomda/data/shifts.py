@@ -120,16 +120,7 @@ def parse_shift(spec: str | Mapping | Shift) -> Shift:
     if isinstance(spec, tuple(_KINDS.values())):
         return spec
     if isinstance(spec, str):
-        kind, _, rest = spec.strip().partition(":")
-        params: dict[str, object] = {}
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ConfigError(f"shift {spec!r}: expected key=value, got {item!r}")
-            try:
-                params[key.strip()] = float(value)
-            except ValueError:
-                raise ConfigError(f"shift {spec!r}: {key.strip()} must be a number") from None
+        kind, params = split_spec(spec, "shift")
     elif isinstance(spec, Mapping):
         params = dict(spec)
         kind = str(params.pop("kind", ""))
@@ -146,6 +137,22 @@ def parse_shift(spec: str | Mapping | Shift) -> Shift:
             f"allowed: {', '.join(sorted(allowed)) or 'none'}"
         )
     return cls(**params)
+
+
+def split_spec(spec: str, what: str) -> tuple[str, dict[str, float]]:
+    """``"kind:key=value,key=value"`` -> (kind, {key: float(value)}); ``what`` names the option
+    in errors."""
+    kind, _, rest = spec.strip().partition(":")
+    params: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"{what} {spec!r}: expected key=value, got {item!r}")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"{what} {spec!r}: {key.strip()} must be a number") from None
+    return kind.strip(), params
 
 
 def shift_to_str(shift: Shift) -> str:

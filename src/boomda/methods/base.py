@@ -19,7 +19,8 @@ from boomda.nn.net import MultimodalNet, NetOutput
 
 @dataclass
 class Batch:
-    """One batch: modality name -> (B, D_m) tensor, and labels (None for the target domain)."""
+    """One batch: modality name -> (B, D_m) tensor (or packed sequences (B, T, 1 + D_m)), and
+    labels (None for the target domain)."""
 
     x: dict[str, torch.Tensor]
     y: torch.Tensor | None = None
@@ -32,8 +33,17 @@ def joint_forward(net: MultimodalNet, source: Batch, target: Batch) -> tuple[Net
     """One forward pass over the source and target batches stacked; returns the output and the
     number of source rows (the source part is ``out.rows(slice(0, n))``)."""
     n = len(source)
-    inputs = {m: torch.cat([source.x[m], target.x[m]]) for m in net.modalities}
+    inputs = {m: stack_rows(source.x[m], target.x[m]) for m in net.modalities}
     return net(inputs), n
+
+
+def stack_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` and ``b`` stacked along the batch; padded sequences (B, T, C) of different lengths
+    are right-padded with zeros (padding steps) to the longer T first."""
+    if a.dim() == 3 and a.shape[1] != b.shape[1]:
+        steps = max(a.shape[1], b.shape[1])
+        a, b = (torch.nn.functional.pad(t, (0, 0, 0, steps - t.shape[1])) for t in (a, b))
+    return torch.cat([a, b])
 
 
 @dataclass

@@ -55,13 +55,8 @@ class PCL(AdversarialMethod):
 
     def augment(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The second, augmented view of a batch of raw inputs (see the module docstring)."""
-        views = {}
-        for m, value in x.items():
-            std = self.net.encoders[m].standardize
-            noisy = value + self.options.noise * std.std * torch.randn_like(value)
-            keep = torch.rand_like(value) >= self.options.mask
-            views[m] = torch.where(keep, noisy, std.mean.expand_as(value))
-        return views
+        o = self.options
+        return {m: self.net.encoders[m].augment(value, o.noise, o.mask) for m, value in x.items()}
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         o = self.options

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from typing import Any, NamedTuple
 
 import torch
@@ -139,12 +140,17 @@ class PretrainedBackbone(nn.Module):
         folder (``config.json`` and weights) or a model already in the local Hugging Face cache.
         """
         transformers = _transformers()
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()
         try:
             model = transformers.AutoModel.from_pretrained(path_or_name, local_files_only=True)
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot load the backbone {path_or_name!r} from local files "
                               f"(boomda never downloads weights; pass a folder holding "
                               f"config.json and the weights): {error}") from None
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         return cls(model, kind, trainable_layers, source=str(path_or_name))
 
     @classmethod
@@ -289,9 +295,12 @@ class PretrainedBackbone(nn.Module):
             bias = self.layers[0].attention.compute_bias(t, t)
             bias = bias.unsqueeze(0).repeat(b, 1, 1, 1).view(b * bias.shape[0], t, t)
             stable = config.do_stable_layer_norm
-            for i, layer in enumerate(layers, start=self.split):
-                extra = {} if stable else {"index": i}
-                h, bias = layer(h, attention_mask=mask, position_bias=bias, **extra)
+            with warnings.catch_warnings():
+                # WavLM's attention mixes a bool padding mask with a float bias (torch warns)
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
+                for i, layer in enumerate(layers, start=self.split):
+                    extra = {} if stable else {"index": i}
+                    h, bias = layer(h, attention_mask=mask, position_bias=bias, **extra)
             return self.model.encoder.layer_norm(h) if stable else h
         from transformers.masking_utils import create_bidirectional_mask
 

@@ -1,4 +1,9 @@
-"""Per-modality encoders: modules mapping one modality's input to a (B, d) representation."""
+"""Per-modality encoders: modules mapping one modality's input to a (B, d) representation.
+
+Every encoder has ``n_features`` (features per sample, or per step of a sequence), ``out_dim``
+(d), :meth:`fit_standardization` (statistics from source inputs) and :meth:`augment` (the
+feature-level second view used by PCL).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +25,29 @@ class Standardizer(nn.Module):
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
+        """Statistics of ``x`` (N, D) over its rows."""
         self.mean.copy_(x.mean(dim=0))
         std = x.std(dim=0, unbiased=False)
         self.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+    def perturb(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
+        """Gaussian noise of ``noise`` standard deviations on every value of ``x`` (..., D), then
+        a random ``fraction`` of the values replaced by their mean."""
+        noisy = x + noise * self.std * torch.randn_like(x)
+        keep = torch.rand_like(x) >= fraction
+        return torch.where(keep, noisy, self.mean.expand_as(x))
+
+
+def split_steps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A packed sequence batch (B, T, 1 + D) (see ``boomda.data.pack_sequences``) as its
+    features (B, T, D) and its step mask (B, T) bool."""
+    if x.dim() != 3 or x.shape[-1] < 2:
+        raise ValueError(f"expected packed sequences (batch, steps, 1 + features), got "
+                         f"{tuple(x.shape)}")
+    return x[..., 1:], x[..., 0] > 0.5
 
 
 class MLPEncoder(nn.Module):
@@ -40,7 +62,15 @@ class MLPEncoder(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, dim),
         )
+        self.n_features = n_features
         self.out_dim = dim
+
+    @torch.no_grad()
+    def fit_standardization(self, x: torch.Tensor) -> None:
+        self.standardize.fit(x)
+
+    def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
+        return self.standardize.perturb(x, noise, fraction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(x))

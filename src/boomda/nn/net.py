@@ -3,6 +3,9 @@
 One encoder per modality gives Z_1..Z_M (each (B, d)); ``Z_{M+1} = concat(Z_1..Z_M)`` is the fused
 representation; each of the M+1 representations has its own linear classifier head, and the head
 on Z_{M+1} gives the prediction. Modalities are keyed by name, so any M >= 2 uses the same code.
+
+A modality's encoder is an MLP on its feature vector by default; raw modalities bring their own
+(a :class:`~boomda.nn.backbone_encoder.BackboneEncoder`). Every encoder maps its input to (B, d).
 """
 
 from __future__ import annotations
@@ -45,18 +48,34 @@ class MultimodalNet(nn.Module):
         dim: int = 256,
         hidden: int = 512,
         dropout: float = 0.1,
+        encoders: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
+        encoders = dict(encoders or {})
         if len(dims) < 2:
             raise DataError(f"a multimodal network needs at least 2 modalities, got {list(dims)}")
         self.modalities = list(dims)
         self.n_classes = n_classes
         self.dim = dim
+        unknown = [m for m in encoders if m not in dims]
+        if unknown:
+            raise DataError(f"an encoder is given for {unknown[0]!r}, which is not a modality of "
+                            f"the data {list(dims)}")
+        for m, encoder in encoders.items():
+            if encoder.out_dim != dim or encoder.n_features != dims[m]:
+                raise DataError(f"encoder of {m!r} maps {encoder.n_features} features to "
+                                f"{encoder.out_dim}; the data has {dims[m]} and d = {dim}")
         self.encoders = nn.ModuleDict(
-            {m: MLPEncoder(n, dim, hidden, dropout) for m, n in dims.items()}
+            {m: encoders[m] if m in encoders else MLPEncoder(n, dim, hidden, dropout)
+             for m, n in dims.items()}
         )
         self.heads = nn.ModuleDict({m: nn.Linear(dim, n_classes) for m in dims})
         self.fused_head = nn.Linear(dim * len(dims), n_classes)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Input features per modality (per step for a sequence modality)."""
+        return {m: int(self.encoders[m].n_features) for m in self.modalities}
 
     @property
     def fused_dim(self) -> int:
@@ -70,7 +89,7 @@ class MultimodalNet(nn.Module):
     def fit_standardization(self, inputs: Mapping[str, torch.Tensor]) -> None:
         """Set every encoder's standardisation statistics from (source) inputs."""
         for m in self.modalities:
-            self.encoders[m].standardize.fit(inputs[m])
+            self.encoders[m].fit_standardization(inputs[m])
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetOutput:
         missing = [m for m in self.modalities if m not in inputs]

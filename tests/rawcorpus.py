@@ -1,0 +1,168 @@
+"""Tiny raw corpora and tiny randomly initialised backbones, made on the fly for tests.
+
+Every utterance carries its class in each signal (a tone's pitch, the frames' colour, the words),
+so a model can learn the task; the backbones are ``transformers`` models with random weights
+saved to local folders (with a word-piece tokenizer for the text model), loaded as a user's
+pretrained weights would be.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+CLASS_WORDS = {
+    "neutral": ["okay", "fine", "sure", "maybe"],
+    "happy": ["great", "wonderful", "yes", "glad"],
+    "sad": ["miss", "sorry", "alone", "lost"],
+    "angry": ["stop", "never", "hate", "leave"],
+}
+CLASSES = tuple(CLASS_WORDS)
+COMMON_WORDS = ["i", "you", "it", "is", "the", "that", "we", "so"]
+IEMOCAP_CODE = {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}
+RATE = 16000
+FPS = 10
+FRAME_SIZE = 16
+
+
+def tiny_backbones(root: Path, layers: int = 4) -> dict[str, Path]:
+    """Folders ``speech`` (WavLM), ``text`` (BERT + tokenizer) and ``image`` (ViT) under
+    ``root``, each with ``layers`` transformer layers of width 32."""
+    import torch
+    import transformers
+
+    common = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                  intermediate_size=64)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *COMMON_WORDS,
+             *(w for words in CLASS_WORDS.values() for w in words)]
+    configs = {
+        "speech": transformers.WavLMConfig(**common, conv_dim=(16, 16), conv_kernel=(10, 4),
+                                           conv_stride=(10, 4), num_conv_pos_embeddings=8,
+                                           num_conv_pos_embedding_groups=4),
+        "text": transformers.BertConfig(vocab_size=len(vocab), max_position_embeddings=64,
+                                        **common),
+        "image": transformers.ViTConfig(image_size=FRAME_SIZE, patch_size=8, **common),
+    }
+    folders = {}
+    for i, (kind, config) in enumerate(configs.items()):
+        folder = root / kind
+        torch.manual_seed(i)
+        transformers.AutoModel.from_config(config).save_pretrained(folder)
+        folders[kind] = folder
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    tokenizer.save_pretrained(folders["text"])
+    return folders
+
+
+def utterance_signals(label: int, index: int, seconds: float = 0.3):
+    """A class-coloured tone, frame colour and sentence for utterance ``index`` of ``label``."""
+    rng = np.random.default_rng(1000 * label + index)
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = 0.5 * np.sin(2 * np.pi * 200.0 * 2**label * t) + 0.05 * rng.standard_normal(t.size)
+    colour = np.array([60 * label + 20, 200 - 40 * label, 40 + 10 * index % 200], np.uint8)
+    words = CLASS_WORDS[CLASSES[label]]
+    sentence = " ".join([COMMON_WORDS[index % len(COMMON_WORDS)], words[index % 4],
+                         words[(index + 1) % 4], COMMON_WORDS[(index + 3) % len(COMMON_WORDS)]])
+    return wave.astype(np.float32), colour, sentence
+
+
+def _write_wav(path: Path, wave: np.ndarray) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, RATE)
+
+
+def _write_video(path: Path, colours: list[np.ndarray]) -> None:
+    """One frame per colour at ``FPS`` frames per second."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.height = stream.width = FRAME_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qscale": "1"}
+        for colour in colours:
+            pixels = np.broadcast_to(colour, (FRAME_SIZE, FRAME_SIZE, 3)).copy()
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_tiny_iemocap(root: Path, per_class: int = 4) -> Path:
+    """IEMOCAP's release layout: Session1 with two dialogs, each utterance 0.5 s of the dialog
+    video, its own wav, a transcript line and a label line; plus one 'frustrated' utterance that
+    the reader drops."""
+    session = root / "Session1"
+    utterances = [(label, i) for label in range(4) for i in range(per_class)]
+    dialogs = {"Ses01F_impro01": utterances[0::2], "Ses01M_script01": utterances[1::2]}
+    for dialog, utts in dialogs.items():
+        labels = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+        lines, colours = [], []
+        for n, (label, i) in enumerate([*utts, (-1, 0)]):
+            utt = f"{dialog}_{'F' if n % 2 else 'M'}{n:03d}"
+            start, end = 0.5 * n, 0.5 * n + 0.5
+            code = IEMOCAP_CODE[CLASSES[label]] if label >= 0 else "fru"
+            wave, colour, sentence = utterance_signals(max(label, 0), i)
+            labels += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[2.5000, 2.5000, 2.5000]", ""]
+            lines.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {sentence}")
+            colours += [colour] * int(0.5 * FPS)
+            _write_wav(session / "sentences" / "wav" / dialog / f"{utt}.wav", wave)
+        for sub, content in (("EmoEvaluation", labels), ("transcriptions", lines)):
+            (session / "dialog" / sub).mkdir(parents=True, exist_ok=True)
+            (session / "dialog" / sub / f"{dialog}.txt").write_text("\n".join(content) + "\n")
+        _write_video(session / "dialog" / "avi" / "DivX" / f"{dialog}.avi", colours)
+    return root
+
+
+def make_tiny_manifest(root: Path, per_class: int = 4) -> Path:
+    """A manifest CSV with per-utterance wavs, frame folders and transcripts; returns the CSV."""
+    from PIL import Image
+
+    rows = []
+    for label in range(4):
+        for i in range(per_class):
+            utt = f"utt{label}{i:02d}"
+            wave, colour, sentence = utterance_signals(label, i)
+            _write_wav(root / "audio" / f"{utt}.wav", wave)
+            frames = root / "frames" / utt
+            frames.mkdir(parents=True, exist_ok=True)
+            for f in range(4):
+                pixels = np.broadcast_to(colour, (FRAME_SIZE, FRAME_SIZE, 3)).copy()
+                pixels[f % FRAME_SIZE] = 255
+                Image.fromarray(pixels).save(frames / f"frame{f}.png")
+            rows.append([utt, CLASSES[label], f"audio/{utt}.wav", f"frames/{utt}", sentence])
+    manifest = root / "corpus.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "label", "audio", "video", "text"])
+        writer.writerows(rows)
+    return manifest
+
+
+def raw_config(corpus: str, path: Path, backbones: dict[str, Path], cache: Path | str,
+               **overrides) -> dict:
+    """A ``raw:`` config section with the three modalities on the tiny backbones."""
+    config = {
+        "corpus": corpus,
+        "path": str(path),
+        "modalities": {
+            "acoustic": {"signal": "audio", "backbone": str(backbones["speech"]),
+                         "trainable_layers": 2},
+            "visual": {"signal": "video", "backbone": str(backbones["image"]),
+                       "trainable_layers": 2},
+            "lexical": {"signal": "text", "backbone": str(backbones["text"]),
+                        "trainable_layers": 2},
+        },
+        "n_frames": 3,
+        "cache_dir": str(cache),
+    }
+    if corpus == "manifest":
+        config["classes"] = list(CLASSES)
+    config.update(overrides)
+    return config

@@ -1,0 +1,250 @@
+"""The raw-signal path end to end: tiny corpora in IEMOCAP and manifest form, tiny random WavLM,
+BERT and ViT backbones from local folders, the frozen-state cache, training and reloading."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("av")
+pytest.importorskip("soundfile")
+
+from boomda.config import RawDataConfig, RunConfig, TrainConfig  # noqa: E402
+from boomda.data.raw import item_rng, load_audio  # noqa: E402
+from boomda.data.raw_pair import build_raw_pair  # noqa: E402
+from boomda.errors import ConfigError, DataError  # noqa: E402
+from boomda.estimator import DomainAdapter  # noqa: E402
+from boomda.methods import build_method  # noqa: E402
+from boomda.nn.net import MultimodalNet  # noqa: E402
+from boomda.run import run_experiment  # noqa: E402
+from tests import rawcorpus as rc  # noqa: E402
+
+LAYERS = 4
+TRAINABLE = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    return {
+        "backbones": rc.tiny_backbones(root / "backbones", layers=LAYERS),
+        "iemocap": rc.make_tiny_iemocap(root / "IEMOCAP", per_class=6),
+        "manifest": rc.make_tiny_manifest(root / "corpus", per_class=6),
+    }
+
+
+def _raw(corpora, corpus, cache, **overrides) -> RawDataConfig:
+    section = rc.raw_config(corpus, corpora[corpus], corpora["backbones"], cache, **overrides)
+    return RunConfig.from_dict({"raw": section}).raw
+
+
+def _run_config(corpora, corpus, tmp_path, cache, name, **train):
+    return RunConfig.from_dict({
+        "raw": rc.raw_config(corpus, corpora[corpus], corpora["backbones"], cache),
+        "train": {"epochs": 1, "batch_size": 4, "device": "cpu", **train},
+        "out": str(tmp_path / "runs"), "name": name,
+    })
+
+
+@pytest.mark.parametrize("corpus", ["iemocap", "manifest"])
+def test_train_one_epoch_evaluate_save_and_reload(corpora, corpus, tmp_path):
+    config = _run_config(corpora, corpus, tmp_path, tmp_path / "cache", corpus)
+    result = run_experiment(config)
+    pair_info = json.loads(json.dumps(result.results["raw"]))
+    # 24 utterances (IEMOCAP: the 'frustrated' ones are dropped): 12 target, 8 + 4 source
+    assert pair_info["n_utterances"] == 24 and pair_info["skipped_missing"] == 0
+    assert result.results["target"]["n"] == 12 and result.results["source_holdout"]["n"] == 4
+    assert result.results["steps"] == 8 // 4
+    folder = result.folder
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(np.isfinite(json.loads(x)["loss"]) for x in lines)
+    assert result.results["modalities"] == ["acoustic", "visual", "lexical"]
+    resolved = (folder / "config.yaml").read_text()
+    assert "mask_words:fraction=0.4" in resolved
+    assert "darken_noise:brightness=0.2,snr=0.5" in resolved
+
+    # the checkpoint holds no frozen backbone weight, and reloads (backbones from their folders)
+    payload = torch.load(folder / "model.pt", weights_only=True)
+    keys = payload["state_dict"]
+    assert not any(".embeddings." in k or ".feature_extractor." in k for k in keys)
+    assert any(f"layers.{LAYERS - 1}." in k or f"layer.{LAYERS - 1}." in k for k in keys)
+    assert not any(f"layers.{LAYERS - TRAINABLE - 1}." in k
+                   or f"layer.{LAYERS - TRAINABLE - 1}." in k for k in keys)
+    adapter = DomainAdapter.load(folder / "model.pt", device="cpu")
+    pair = build_raw_pair(config.raw, seed=0, holdout=0.2).pair
+    assert adapter.evaluate(pair.target) == result.results["target"]
+    np.testing.assert_array_equal(adapter.predict(pair.target),
+                                  result.adapter.predict(pair.target))
+
+
+def test_target_half_is_corrupted_per_utterance(corpora, tmp_path):
+    raw = _raw(corpora, "manifest", "")
+    raw_pair = build_raw_pair(raw, seed=3, holdout=0.0)
+    audio, text = raw_pair.pipelines["acoustic"], raw_pair.pipelines["lexical"]
+    from boomda.data.corpora import read_manifest
+
+    items = read_manifest(raw.path, rc.CLASSES).items
+    item = items[0]
+    # audio: the backbone input is the normalised noisy wave, noise from the utterance's rng
+    wave = load_audio(item.audio, 16000, raw.max_seconds)
+    power = np.mean(wave.astype(np.float64) ** 2)
+    noisy = wave + item_rng(3, f"audio/{item.id}").standard_normal(
+        wave.shape, dtype=np.float32) * np.float32(np.sqrt(power / 1.0))
+    expected = (noisy - noisy.mean()) / np.sqrt(noisy.var() + 1e-7)
+    got, _ = audio.model_inputs(item, corrupt=True, seed=3)
+    np.testing.assert_allclose(got[0].numpy(), expected, rtol=1e-5, atol=1e-5)
+    clean, _ = audio.model_inputs(item, corrupt=False, seed=3)
+    np.testing.assert_allclose(clean[0].numpy(), (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7),
+                               rtol=1e-5, atol=1e-5)
+    # text: round(0.4 * 4 words) = 2 mask tokens per corrupted utterance, none in the source
+    mask_id = text.tokenizer.mask_token_id
+    for it in items[:6]:
+        ids, _ = text.model_inputs(it, corrupt=True, seed=3)
+        assert int((ids == mask_id).sum()) == round(0.4 * len(it.text.split()))
+        assert int((text.model_inputs(it, corrupt=False, seed=3)[0] == mask_id).sum()) == 0
+    # frozen states: the video of a clip is its frames times (patches + CLS), here 3 x 5
+    states = raw_pair.pipelines["visual"].frozen_states(item, corrupt=True, seed=3)
+    assert states.shape == (3 * 5, 32)
+
+
+def test_exactly_last_k_layers_sequence_encoders_and_heads_train(corpora):
+    raw_pair = build_raw_pair(_raw(corpora, "manifest", ""), seed=0, holdout=0.0)
+    pair = raw_pair.pair
+    config = TrainConfig(epochs=1, batch_size=4, device="cpu")
+    net = MultimodalNet(pair.source.dims, pair.n_classes, config.dim, config.hidden,
+                        config.dropout, encoders=raw_pair.encoders(config.dim, config.dropout))
+    method = build_method("boomda", net, config)
+    trainable = {name for name, p in method.named_parameters() if p.requires_grad}
+    expected = set()
+    for m, encoder in net.encoders.items():
+        backbone = encoder.backbone
+        assert backbone.n_layers == LAYERS
+        layer_prefix = f"net.encoders.{m}.backbone.model.{backbone.layer_path}."
+        expected |= {f"{layer_prefix}{i}.{name}" for i in range(LAYERS - TRAINABLE, LAYERS)
+                     for name, _ in backbone.layers[i].named_parameters()}
+        expected |= {f"net.encoders.{m}.sequence.{name}"
+                     for name, _ in encoder.sequence.named_parameters()}
+    expected |= {f"net.{name}" for name, _ in net.named_parameters()
+                 if name.startswith(("heads.", "fused_head."))}
+    assert trainable == expected
+    # one training step moves the trainable part and nothing else
+    from boomda.train import Trainer
+
+    before = {k: v.detach().clone() for k, v in method.named_parameters()}
+    Trainer(method, config, torch.device("cpu")).fit(pair)
+    for name, value in method.named_parameters():
+        changed = not torch.equal(before[name], value.detach())
+        if name not in trainable:
+            assert not changed, name
+    top = f"net.encoders.lexical.backbone.model.encoder.layer.{LAYERS - 1}.output.dense.weight"
+    assert not torch.equal(before[top], dict(method.named_parameters())[top])
+
+
+def test_cache_is_read_on_a_second_run_and_invalidated_by_changes(corpora, tmp_path):
+    cache = tmp_path / "cache"
+    first = build_raw_pair(_raw(corpora, "manifest", cache), seed=0, holdout=0.2)
+    n = first.info["n_utterances"] * 3
+    assert first.info["cache"]["misses"] == n and first.info["cache"]["hits"] == 0
+    second = build_raw_pair(_raw(corpora, "manifest", cache), seed=0, holdout=0.2)
+    assert second.info["cache"] == {"dir": str(cache), "hits": n, "misses": 0}
+    for part in ("source", "target", "source_holdout"):
+        a, b = getattr(first.pair, part), getattr(second.pair, part)
+        for m in a.views:
+            np.testing.assert_array_equal(a.views[m], b.views[m])
+
+    # another audio SNR: only the corrupted (target) audio is recomputed
+    louder = _raw(corpora, "manifest", cache)
+    louder.modalities["acoustic"]["corruption"] = "noise:snr=2"
+    third = build_raw_pair(louder, seed=0, holdout=0.2)
+    n_target = len(third.pair.target)
+    assert third.info["cache"] == {"dir": str(cache), "hits": n - n_target, "misses": n_target}
+    np.testing.assert_array_equal(third.pair.source.views["acoustic"],
+                                  first.pair.source.views["acoustic"])
+    assert not np.array_equal(third.pair.target.views["acoustic"],
+                              first.pair.target.views["acoustic"])
+    # another seed re-draws the split and every corruption: the target half misses for every
+    # modality, and so do the source utterances that were only seen corrupted before
+    fourth = build_raw_pair(_raw(corpora, "manifest", cache), seed=1, holdout=0.2)
+    clean_now = set(fourth.ids["source"]) | set(fourth.ids["source_holdout"])
+    assert fourth.info["cache"]["misses"] == 3 * (len(fourth.ids["target"])
+                                                  + len(clean_now & set(first.ids["target"])))
+    # a rewritten input file is recomputed (its size or modification time changed)
+    audio = corpora["manifest"].parent / "audio" / "utt000.wav"
+    stat = audio.stat()
+    os.utime(audio, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    fifth = build_raw_pair(_raw(corpora, "manifest", cache), seed=0, holdout=0.2)
+    assert fifth.info["cache"]["misses"] == 1
+
+
+def test_cached_run_gives_identical_results(corpora, tmp_path):
+    cache = tmp_path / "cache"
+    runs = [run_experiment(_run_config(corpora, "iemocap", tmp_path, cache, f"run{i}",
+                                       method=method))
+            for i, method in enumerate(["boomda", "boomda", "pcl"])]
+    assert runs[0].results["raw"]["cache"]["misses"] == 24 * 3
+    assert runs[1].results["raw"]["cache"] == {"dir": str(cache), "hits": 24 * 3, "misses": 0}
+    assert runs[1].results["target"] == runs[0].results["target"]
+    losses = [[json.loads(x)["loss"] for x in (r.folder / "metrics.jsonl").read_text().splitlines()]
+              for r in runs[:2]]
+    assert losses[0] == losses[1]
+    # a second method on the same pair starts from the pretrained backbone, not a trained one
+    assert runs[2].results["raw"]["cache"]["misses"] == 0
+
+
+def test_raw_config_and_input_errors_are_clear(corpora, tmp_path):
+    with pytest.raises(ConfigError, match="at least 2 modalities"):
+        RunConfig.from_dict({"raw": {"path": "x", "modalities": {"a": {"backbone": "b"}}}})
+    bad = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
+    bad["modalities"]["acoustic"]["corruption"] = "mask_words:fraction=0.4"
+    with pytest.raises(ConfigError, match="applies to text, not audio"):
+        build_raw_pair(RunConfig.from_dict({"raw": bad}).raw)
+    bad["modalities"]["acoustic"]["corruption"] = "noise:level=3"
+    with pytest.raises(ConfigError, match="no parameter 'level'"):
+        build_raw_pair(RunConfig.from_dict({"raw": bad}).raw)
+    missing = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
+    missing["modalities"]["visual"]["backbone"] = str(tmp_path / "no-such-model")
+    with pytest.raises(ConfigError, match="no-such-model"):
+        build_raw_pair(RunConfig.from_dict({"raw": missing}).raw)
+
+    # an unreadable audio file is named, or skipped and counted with skip_missing
+    root = tmp_path / "copy"
+    manifest = rc.make_tiny_manifest(root, per_class=2)
+    (root / "audio" / "utt101.wav").write_bytes(b"not a wav file")
+    raw = rc.raw_config("manifest", manifest, corpora["backbones"], "")
+    with pytest.raises(DataError, match="utt101.wav"):
+        build_raw_pair(RunConfig.from_dict({"raw": raw}).raw, holdout=0.0)
+    skipped = build_raw_pair(RunConfig.from_dict({"raw": {**raw, "skip_missing": True}}).raw,
+                             holdout=0.0)
+    assert skipped.info["skipped_unreadable"] == 1
+    assert len(skipped.pair.source) + len(skipped.pair.target) == 7
+
+
+def test_cli_runs_a_raw_config(corpora, tmp_path, capsys):
+    import yaml
+
+    from boomda.cli import main
+
+    config = {"raw": rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
+                                   tmp_path / "cache"),
+              "train": {"epochs": 1, "batch_size": 4, "device": "cpu"}}
+    path = tmp_path / "raw.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code = main(["run", "--config", str(path), "--method", "dann", "--out", str(tmp_path / "r"),
+                 "--name", "cli", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "24 utterances, 0 skipped" in out and "72 computed" in out
+    assert (tmp_path / "r" / "cli" / "results.json").is_file()
+    assert main(["run", "--config", str(path), "--shift", "acoustic=noise:snr=1"]) == 2
+    assert "does not apply to a raw corpus" in capsys.readouterr().err
