@@ -1,6 +1,7 @@
 """The raw-signal path end to end: tiny corpora in IEMOCAP and manifest form, tiny random WavLM,
 BERT and ViT backbones from local folders, the frozen-state cache, training and reloading."""
 
+import csv
 import json
 import os
 
@@ -248,3 +249,30 @@ def test_cli_runs_a_raw_config(corpora, tmp_path, capsys):
     assert (tmp_path / "r" / "cli" / "results.json").is_file()
     assert main(["run", "--config", str(path), "--shift", "acoustic=noise:snr=1"]) == 2
     assert "does not apply to a raw corpus" in capsys.readouterr().err
+
+    # predictions on recordings listed in a manifest, prepared as in training (no corruption)
+    model = tmp_path / "r" / "cli" / "model.pt"
+    manifest = corpora["manifest"]
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", str(model), str(manifest), "--out", str(preds), "--no-progress"]) == 0
+    assert "weighted F1" in capsys.readouterr().out
+    rows = list(csv.DictReader(preds.open()))
+    assert len(rows) == 24 and rows[0]["id"] == "utt000"
+    assert set(rows[0]) == {"id", "predicted", *(f"p_{c}" for c in rc.CLASSES)}
+    adapter = DomainAdapter.load(model, device="cpu")
+    from boomda.data.raw_pair import raw_inputs
+
+    data, ids, _ = raw_inputs(RawDataConfig(**adapter.metadata["raw"]), manifest,
+                              list(rc.CLASSES))
+    expected = [rc.CLASSES[p] for p in adapter.predict(data)]
+    assert [r["predicted"] for r in rows] == expected and [r["id"] for r in rows] == ids
+    # without labels: predictions, no score
+    unlabelled = manifest.parent / "unlabelled.csv"
+    table = list(csv.DictReader(manifest.open()))
+    with unlabelled.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["id", "audio", "video", "text"])
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in ("id", "audio", "video", "text")} for row in table)
+    assert main(["predict", str(model), str(unlabelled), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "24 samples" in out and "weighted F1" not in out

@@ -88,8 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                     "report weighted F1 and accuracy) and write them as CSV.",
     )
     predict.add_argument("model", help="model.pt of a run folder (or DomainAdapter.save)")
-    predict.add_argument("data", help=".npz file with the model's modalities")
+    predict.add_argument("data", help=".npz file with the model's modalities, or (a model trained "
+                         "on a raw corpus) a manifest CSV of recordings: id, audio, video, text "
+                         "and an optional label column")
     predict.add_argument("--out", help="CSV file for the predictions (default: print a summary)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     report = sub.add_parser(
         "report", help="tables, CSV and figures from a grid folder",
@@ -206,25 +209,50 @@ def _predict(args: argparse.Namespace) -> int:
     from boomda.run import load_dataset
 
     adapter = DomainAdapter.load(args.model, device="cpu")
-    data = load_dataset(args.data, labels_required=False)
+    ids = None
+    classes = adapter.metadata.get("classes")
+    if args.data.lower().endswith(".csv"):
+        data, ids = _raw_inputs(adapter, args.data, not args.no_progress)
+    else:
+        data = load_dataset(args.data, labels_required=False)
     try:
         probs = adapter.predict_proba(data)
     except DataError as exc:
         raise DataError(f"{args.data}: {exc}") from None
     pred = probs.argmax(axis=1)
     counts = np.bincount(pred, minlength=probs.shape[1])
+    names = classes or [str(c) for c in range(probs.shape[1])]
     print(f"{len(pred)} samples; predicted class counts: "
-          + ", ".join(f"{c}: {n}" for c, n in enumerate(counts)))
+          + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(counts)))
     if data.labels is not None:
         result = adapter.evaluate(data, name=args.data)
         print(f"weighted F1 {result['weighted_f1']:.2f}   accuracy {result['accuracy']:.2f}")
     if args.out:
-        header = "index,predicted," + ",".join(f"p{c}" for c in range(probs.shape[1]))
-        rows = [f"{i},{p}," + ",".join(f"{v:.6f}" for v in row)
-                for i, (p, row) in enumerate(zip(pred, probs, strict=True))]
+        first = "id" if ids is not None else "index"
+        header = f"{first},predicted," + ",".join(f"p_{name}" if classes else f"p{c}"
+                                                  for c, name in enumerate(names))
+        keys = ids if ids is not None else range(len(pred))
+        rows = [f"{k},{names[p] if classes else p}," + ",".join(f"{v:.6f}" for v in row)
+                for k, p, row in zip(keys, pred, probs, strict=True)]
         atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
         print(f"predictions written to {args.out}")
     return 0
+
+
+def _raw_inputs(adapter, manifest: str, progress: bool):
+    """Packed frozen states of a manifest's recordings, prepared as the model was trained."""
+    from boomda.config import RawDataConfig
+    from boomda.data.raw_pair import raw_inputs
+
+    settings = adapter.metadata.get("raw")
+    if settings is None:
+        raise ConfigError(f"{manifest}: this model was trained on feature vectors; give a .npz "
+                          f"file of its modalities")
+    raw = RawDataConfig(**settings)
+    data, ids, corpus = raw_inputs(raw, manifest, adapter.metadata["classes"], progress=progress)
+    if corpus.n_skipped:
+        print(f"{corpus.n_skipped} utterances skipped (missing files)")
+    return data, ids
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,6 +50,8 @@ class DomainAdapter:
         self.method = None
         self.history: list[StepLog] = []
         self.device = resolve_device(config.device)
+        #: JSON-able facts saved with the model (class names, how raw inputs are prepared)
+        self.metadata: dict = {}
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -148,6 +150,7 @@ class DomainAdapter:
             "config": _plain(dataclasses.asdict(self.config)),
             # backbone encoders: how to rebuild them (their frozen weights are not stored)
             "encoders": json.dumps(specs),
+            "metadata": json.dumps(self.metadata),
             "state_dict": state,
         }
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -189,6 +192,7 @@ class DomainAdapter:
             raise BoomdaError(f"{path}: the checkpoint does not match the model it describes "
                               f"(entry {odd!r})")
         adapter.method.load_state_dict(payload["state_dict"], strict=False)
+        adapter.metadata = json.loads(payload.get("metadata") or "{}")
         adapter.method.to(adapter.device).eval()
         return adapter
 

@@ -3,6 +3,7 @@ the run folder (resolved config, per-step metrics, results, checkpoint)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -161,6 +162,8 @@ def run_experiment(
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / max(1, len(adapter.history)),
     }
+    if config.raw is not None:
+        adapter.metadata = {"classes": pair.info["classes"], "raw": dataclasses.asdict(config.raw)}
     adapter.save(folder / "model.pt")
     results["wall_seconds"] = time.perf_counter() - wall_start
     atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")

@@ -362,6 +362,7 @@ def read_manifest(
     classes: Sequence[str] | None = None,
     skip_missing: bool = False,
     modalities: Sequence[str] = MODALITIES,
+    labels_required: bool = True,
 ) -> RawCorpus:
     """A generic corpus listed in a CSV file with a header row.
 
@@ -369,7 +370,8 @@ def read_manifest(
     folder), ``text`` (the transcript), optional ``start``/``end`` (seconds, to cut the video).
     Relative paths are relative to the CSV's folder. ``classes`` fixes the class names and their
     order; by default the sorted set of labels in the file. Only the columns of ``modalities``
-    are needed.
+    are needed. With ``labels_required=False`` (data to predict on, ``classes`` given) the
+    ``label`` column may be absent or empty; such items get label -1.
     """
     csv_path = Path(csv_path)
     mods = _check_modalities(modalities)
@@ -384,10 +386,12 @@ def read_manifest(
     if unknown:
         raise DataError(f"{csv_path}: unknown column {unknown[0]!r}; columns are "
                         f"{', '.join(MANIFEST_COLUMNS)}")
-    for column in ("id", "label", *mods):
+    if not labels_required and classes is None:
+        raise ConfigError("read_manifest: labels_required=False needs the class names (classes)")
+    for column in ("id", *(("label",) if labels_required else ()), *mods):
         if column not in header:
             raise DataError(f"{csv_path}: missing column {column!r} (header: {', '.join(header)})")
-    found = sorted({(row["label"] or "").strip() for _, row in rows} - {""})
+    found = sorted({(row.get("label") or "").strip() for _, row in rows} - {""})
     names = tuple(found) if classes is None else tuple(classes)
     if len(set(names)) != len(names):
         raise ConfigError(f"classes must be distinct, got {list(names)}")
@@ -398,14 +402,18 @@ def read_manifest(
     for line, row in rows:
         where = f"{csv_path}:{line}"
         utt = (row["id"] or "").strip()
-        label = (row["label"] or "").strip()
+        label = (row.get("label") or "").strip()
         if not utt:
             raise DataError(f"{where}: empty id")
         if utt in seen:
             raise DataError(f"{where}: id {utt!r} is listed twice")
         seen.add(utt)
-        if label not in names:
+        if not label and not labels_required:
+            label_index = -1
+        elif label not in names:
             raise DataError(f"{where}: unknown label {label!r}; classes are {', '.join(names)}")
+        else:
+            label_index = names.index(label)
         paths: dict[str, Path | None] = {"audio": None, "video": None}
         missing = None
         for mod in ("audio", "video"):
@@ -432,8 +440,7 @@ def read_manifest(
         end = _seconds(row.get("end"), where, "end")
         if start is not None and end is not None and end <= start:
             raise DataError(f"{where}: end {end} is not after start {start}")
-        items.append(RawItem(utt, names.index(label), paths["audio"], paths["video"],
-                             start, end, text))
+        items.append(RawItem(utt, label_index, paths["audio"], paths["video"], start, end, text))
     return _finish(items, names, problems, csv_path.stem, mods, csv_path)
 
 

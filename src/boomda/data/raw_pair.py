@@ -286,6 +286,28 @@ def build_raw_pair(
     return RawPair(pair, pipelines, info, ids)
 
 
+def raw_inputs(
+    raw: RawDataConfig,
+    manifest: str | Path,
+    classes: list[str],
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[MultimodalData, list[str], RawCorpus]:
+    """Clean (uncorrupted) packed frozen states of the utterances of a manifest CSV, prepared as
+    ``raw`` says (the settings a model was trained with): the inputs for prediction. The
+    ``label`` column is optional; the data carry labels only when every row has one."""
+    specs = raw.modality_configs()
+    corpus = read_manifest(manifest, classes, raw.skip_missing,
+                           sorted({s.signal for s in specs.values()}), labels_required=False)
+    cache = FrozenCache(raw.cache_dir, raw.cache_dtype) if raw.cache_dir else None
+    device = torch.device(device)
+    pipelines = {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
+    data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,
+                         [], "inputs", progress)
+    return data, ids, corpus
+
+
 def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPipeline],
              corrupt: bool, seed: int, skip: bool, unreadable: list[str], part: str,
              progress: bool) -> tuple[MultimodalData, list[str]]:
@@ -324,4 +346,7 @@ def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPi
             return MultimodalData(empty, np.zeros(0, np.int64), name=part), []
         raise DataError(f"{part}: no utterance could be read ({len(items)} skipped)")
     views = {m: pack_sequences(v) for m, v in states.items()}
-    return MultimodalData(views, np.asarray(labels, dtype=np.int64), name=part), ids
+    y = np.asarray(labels, dtype=np.int64)
+    if (y < 0).any():  # unlabelled rows (data to predict on)
+        return MultimodalData(views, None, name=part), ids
+    return MultimodalData(views, y, name=part), ids
