@@ -276,3 +276,66 @@ def test_cli_runs_a_raw_config(corpora, tmp_path, capsys):
     assert main(["predict", str(model), str(unlabelled), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "24 samples" in out and "weighted F1" not in out
+
+
+def test_frozen_image_model_keeps_only_the_cls_embedding(corpora):
+    section = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
+    section["modalities"]["visual"]["trainable_layers"] = 0
+    raw_pair = build_raw_pair(RunConfig.from_dict({"raw": section}).raw, holdout=0.0)
+    visual = raw_pair.pipelines["visual"]
+    item = next(it for it in _manifest_items(corpora) if it.id == raw_pair.ids["source"][0])
+    states = visual.frozen_states(item, corrupt=False, seed=0)
+    pixels, _ = visual.model_inputs(item, corrupt=False, seed=0)
+    with torch.no_grad():
+        cls = visual.backbone.model(pixel_values=pixels[0]).last_hidden_state[:, 0]
+    np.testing.assert_allclose(states, cls.numpy().astype(np.float16), atol=2e-3)
+    assert raw_pair.pair.source.views["visual"].shape[1:] == (3, 1 + 32)
+    encoder = raw_pair.encoders(16, 0.0)["visual"].eval()
+    x = torch.from_numpy(raw_pair.pair.source.views["visual"][:2])
+    assert encoder(x).shape == (2, 16)
+    assert not any(p.requires_grad for p in encoder.backbone.parameters())
+
+
+def _manifest_items(corpora):
+    from boomda.data.corpora import read_manifest
+
+    return read_manifest(corpora["manifest"], rc.CLASSES).items
+
+
+def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
+    from boomda.bench import GridSpec, run_grid
+
+    spec = GridSpec.from_dict({
+        "name": "raw",
+        "base": {"raw": rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
+                                      tmp_path / "cache"),
+                 "train": {"epochs": 1, "batch_size": 4, "device": "cpu"}},
+        "methods": ["dt", "boomda"],
+        "subsets": [["acoustic", "lexical"], ["acoustic", "visual", "lexical"]],
+        "seeds": [0],
+    })
+    assert spec.pool() == ["acoustic", "visual", "lexical"]
+    result = run_grid(spec, tmp_path / "grid", workers=1, progress=False, report=False)
+    assert result.done == 4 and result.failed == 0
+    caches = {}
+    for cell in spec.cells():
+        results = json.loads((tmp_path / "grid" / "runs" / cell.id / "results.json").read_text())
+        assert results["modalities"] == list(cell.modalities)
+        caches[cell.id] = results["raw"]["cache"]
+    assert caches["dt__acoustic+lexical__seed0"]["misses"] == 24 * 2
+    assert caches["dt__acoustic+visual+lexical__seed0"] == {
+        "dir": str(tmp_path / "cache"), "hits": 24 * 2, "misses": 24}
+    assert caches["boomda__acoustic+visual+lexical__seed0"]["misses"] == 0
+
+
+def test_example_raw_configs_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    iemocap = RunConfig.from_yaml(root / "iemocap.yaml")
+    assert iemocap.raw.corpus == "iemocap"
+    specs = iemocap.raw.modality_configs()
+    assert [s.signal for s in specs.values()] == ["audio", "video", "text"]
+    assert all(s.trainable_layers == 3 for s in specs.values())
+    manifest = RunConfig.from_yaml(root / "manifest.yaml")
+    assert list(manifest.raw.modality_configs()) == ["acoustic", "lexical"]

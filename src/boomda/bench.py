@@ -91,7 +91,10 @@ class GridSpec:
             raise ConfigError(f"{where}: give modalities (or base.data.modalities)")
 
     def pool(self) -> list[str]:
-        return list(self.modalities or self.base_config().data.modalities)
+        base = self.base_config()
+        if self.modalities:
+            return list(self.modalities)
+        return list(base.raw.modalities) if base.raw is not None else list(base.data.modalities)
 
     def subset_list(self) -> list[tuple[str, ...]]:
         """The modality subsets: pairs first, then larger ones, in the pool's order."""
@@ -121,6 +124,12 @@ class GridSpec:
                                               f"{key!r}")
                         setattr(config.train, key, copy.deepcopy(value))
                     config.data.modalities = list(subset)
+                    if config.raw is not None:
+                        unknown = [m for m in subset if m not in config.raw.modalities]
+                        if unknown:
+                            raise ConfigError(f"grid: modality {unknown[0]!r} is not in "
+                                              f"base.raw.modalities")
+                        config.raw.modalities = {m: config.raw.modalities[m] for m in subset}
                     cid = f"{method}__{'+'.join(subset)}__seed{seed}"
                     config.name = cid
                     cells.append(Cell(cid, method, subset, seed, config))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,14 +101,15 @@ class SignalPipeline:
         self.where = f"raw.modalities.{name}"
         self.corruption = parse_corruption(spec.corruption, spec.signal,
                                            f"{self.where}.corruption")
+        folder = os.path.expanduser(spec.backbone)
         self.backbone = PretrainedBackbone.from_pretrained(
-            spec.backbone, BACKBONE_KIND[spec.signal], spec.trainable_layers)
+            folder, BACKBONE_KIND[spec.signal], spec.trainable_layers)
         self.backbone.to(device).eval()
         self.sequence = spec.encoder or None
         self.device = device
         self.cache = cache
         self.dtype = np.dtype(raw.cache_dtype)
-        pre = _read_preprocessor(spec.backbone)
+        pre = _read_preprocessor(folder)
         self.settings: dict[str, Any] = {"signal": spec.signal}
         self.tokenizer = None
         if spec.signal == "audio":
@@ -123,7 +125,7 @@ class SignalPipeline:
                                  std=list(pre.get("image_std", [0.5, 0.5, 0.5])),
                                  normalize=bool(pre.get("do_normalize", True)))
         else:
-            self.tokenizer = load_tokenizer(spec.backbone)
+            self.tokenizer = load_tokenizer(folder)
             if self.corruption is not None and self.tokenizer.mask_token is None:
                 raise ConfigError(f"{self.where}: the tokenizer of {spec.backbone} has no mask "
                                   f"token, which word masking needs")
@@ -191,6 +193,8 @@ class SignalPipeline:
         mask = None if mask is None else mask.to(self.device)
         states = self.backbone.frozen_forward(inputs.to(self.device), mask).hidden[0]
         if self.signal == "video":
+            if self.backbone.trainable_layers == 0:
+                states = states[:, :1]  # a frozen model: only the CLS embedding is used
             states = states.flatten(0, 1)  # (F, P + 1, H) -> (F * (P + 1), H)
         return states.float().cpu().numpy()
 
@@ -204,13 +208,14 @@ class SignalPipeline:
 def read_corpus(raw: RawDataConfig, signals_used: list[str]) -> RawCorpus:
     """The corpus a raw config names, read for the given signals."""
     sessions = [int(s) for s in raw.sessions] or None
+    path = os.path.expanduser(raw.path)
     if raw.corpus == "iemocap":
-        return read_iemocap(raw.path, sessions, raw.merge_excited, raw.skip_missing,
+        return read_iemocap(path, sessions, raw.merge_excited, raw.skip_missing,
                             signals_used)
     if raw.corpus == "msp-improv":
-        return read_msp_improv(raw.path, sessions, raw.transcripts or None, raw.skip_missing,
-                               signals_used)
-    return read_manifest(raw.path, raw.classes or None, raw.skip_missing, signals_used)
+        return read_msp_improv(path, sessions, os.path.expanduser(raw.transcripts) or None,
+                               raw.skip_missing, signals_used)
+    return read_manifest(path, raw.classes or None, raw.skip_missing, signals_used)
 
 
 @dataclass
@@ -249,7 +254,8 @@ def build_raw_pair(
         raise DataError(f"holdout must lie in [0, 1), got {holdout}")
     specs = raw.modality_configs()
     corpus = read_corpus(raw, sorted({s.signal for s in specs.values()}))
-    cache = FrozenCache(raw.cache_dir, raw.cache_dtype) if raw.cache_dir else None
+    cache = (FrozenCache(os.path.expanduser(raw.cache_dir), raw.cache_dtype) if raw.cache_dir
+             else None)
     device = torch.device(device)
     pipelines = {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
 
@@ -300,7 +306,8 @@ def raw_inputs(
     specs = raw.modality_configs()
     corpus = read_manifest(manifest, classes, raw.skip_missing,
                            sorted({s.signal for s in specs.values()}), labels_required=False)
-    cache = FrozenCache(raw.cache_dir, raw.cache_dtype) if raw.cache_dir else None
+    cache = (FrozenCache(os.path.expanduser(raw.cache_dir), raw.cache_dtype) if raw.cache_dir
+             else None)
     device = torch.device(device)
     pipelines = {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
     data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,

@@ -6,7 +6,8 @@ hidden states. Visual modality: the last k layers of the image model on every fr
 CLS embedding, then a 1-layer LSTM over the frames. The frozen bottom of the backbone is run
 once per utterance when the data is prepared (and cached, :mod:`boomda.data.frozen_cache`); the
 encoder's input is its output, packed as (B, T, 1 + H) (``boomda.data.pack_sequences``). For an
-image backbone the T steps of a sample are its F frames times the P + 1 tokens per frame.
+image backbone the T steps of a sample are its F frames times the P + 1 tokens per frame (times
+1, the CLS embedding, when no layer of the image model is trained).
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ def tokens_per_frame(backbone: PretrainedBackbone) -> int:
     return (size // patch) ** 2 + 1
 
 
+def frozen_steps_per_frame(backbone: PretrainedBackbone) -> int:
+    """Steps of one frame in the stored frozen states of an image backbone: its P + 1 tokens
+    when layers are trained on them, only the CLS embedding when the whole model is frozen."""
+    if backbone.kind != "image" or backbone.trainable_layers == 0:
+        return 1
+    return tokens_per_frame(backbone)
+
+
 class BackboneEncoder(nn.Module):
     """``sequence(backbone.trainable_forward(frozen states))`` -> (B, d).
 
@@ -61,7 +70,7 @@ class BackboneEncoder(nn.Module):
         self.n_features = hidden
         self.out_dim = dim
         self.dropout = dropout
-        self.steps_per_frame = tokens_per_frame(backbone) if backbone.kind == "image" else 1
+        self.steps_per_frame = frozen_steps_per_frame(backbone)
         self.stats = Standardizer(hidden)
         if sequence == "textcnn":
             self.sequence = TextCNN(hidden, dim, dropout=dropout)
