@@ -25,6 +25,8 @@ from tests import rawcorpus as rc  # noqa: E402
 
 LAYERS = 4
 TRAINABLE = 2
+#: the training device; BOOMDA_TEST_DEVICE=cuda runs this module on a GPU
+DEVICE = os.environ.get("BOOMDA_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,7 +55,7 @@ def _raw(corpora, corpus, cache, **overrides) -> RawDataConfig:
 def _run_config(corpora, corpus, tmp_path, cache, name, **train):
     return RunConfig.from_dict({
         "raw": rc.raw_config(corpus, corpora[corpus], corpora["backbones"], cache),
-        "train": {"epochs": 1, "batch_size": 4, "device": "cpu", **train},
+        "train": {"epochs": 1, "batch_size": 4, "device": DEVICE, **train},
         "out": str(tmp_path / "runs"), "name": name,
     })
 
@@ -82,8 +84,8 @@ def test_train_one_epoch_evaluate_save_and_reload(corpora, corpus, tmp_path):
     assert any(f"layers.{LAYERS - 1}." in k or f"layer.{LAYERS - 1}." in k for k in keys)
     assert not any(f"layers.{LAYERS - TRAINABLE - 1}." in k
                    or f"layer.{LAYERS - TRAINABLE - 1}." in k for k in keys)
-    adapter = DomainAdapter.load(folder / "model.pt", device="cpu")
-    pair = build_raw_pair(config.raw, seed=0, holdout=0.2).pair
+    adapter = DomainAdapter.load(folder / "model.pt", device=DEVICE)
+    pair = build_raw_pair(config.raw, seed=0, holdout=0.2, device=DEVICE).pair
     assert adapter.evaluate(pair.target) == result.results["target"]
     np.testing.assert_array_equal(adapter.predict(pair.target),
                                   result.adapter.predict(pair.target))
@@ -122,7 +124,7 @@ def test_target_half_is_corrupted_per_utterance(corpora, tmp_path):
 def test_exactly_last_k_layers_sequence_encoders_and_heads_train(corpora):
     raw_pair = build_raw_pair(_raw(corpora, "manifest", ""), seed=0, holdout=0.0)
     pair = raw_pair.pair
-    config = TrainConfig(epochs=1, batch_size=4, device="cpu")
+    config = TrainConfig(epochs=1, batch_size=4, device=DEVICE)
     net = MultimodalNet(pair.source.dims, pair.n_classes, config.dim, config.hidden,
                         config.dropout, encoders=raw_pair.encoders(config.dim, config.dropout))
     method = build_method("boomda", net, config)
@@ -143,13 +145,13 @@ def test_exactly_last_k_layers_sequence_encoders_and_heads_train(corpora):
     from boomda.train import Trainer
 
     before = {k: v.detach().clone() for k, v in method.named_parameters()}
-    Trainer(method, config, torch.device("cpu")).fit(pair)
+    Trainer(method, config, torch.device(DEVICE)).fit(pair)
     for name, value in method.named_parameters():
-        changed = not torch.equal(before[name], value.detach())
+        changed = not torch.equal(before[name], value.detach().cpu())
         if name not in trainable:
             assert not changed, name
     top = f"net.encoders.lexical.backbone.model.encoder.layer.{LAYERS - 1}.output.dense.weight"
-    assert not torch.equal(before[top], dict(method.named_parameters())[top])
+    assert not torch.equal(before[top], dict(method.named_parameters())[top].detach().cpu())
 
 
 def test_cache_is_read_on_a_second_run_and_invalidated_by_changes(corpora, tmp_path):
@@ -238,7 +240,7 @@ def test_cli_runs_a_raw_config(corpora, tmp_path, capsys):
 
     config = {"raw": rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
                                    tmp_path / "cache"),
-              "train": {"epochs": 1, "batch_size": 4, "device": "cpu"}}
+              "train": {"epochs": 1, "batch_size": 4, "device": DEVICE}}
     path = tmp_path / "raw.yaml"
     path.write_text(yaml.safe_dump(config))
     code = main(["run", "--config", str(path), "--method", "dann", "--out", str(tmp_path / "r"),
@@ -259,7 +261,7 @@ def test_cli_runs_a_raw_config(corpora, tmp_path, capsys):
     rows = list(csv.DictReader(preds.open()))
     assert len(rows) == 24 and rows[0]["id"] == "utt000"
     assert set(rows[0]) == {"id", "predicted", *(f"p_{c}" for c in rc.CLASSES)}
-    adapter = DomainAdapter.load(model, device="cpu")
+    adapter = DomainAdapter.load(model, device=DEVICE)
     from boomda.data.raw_pair import raw_inputs
 
     data, ids, _ = raw_inputs(RawDataConfig(**adapter.metadata["raw"]), manifest,
@@ -309,7 +311,7 @@ def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
         "name": "raw",
         "base": {"raw": rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
                                       tmp_path / "cache"),
-                 "train": {"epochs": 1, "batch_size": 4, "device": "cpu"}},
+                 "train": {"epochs": 1, "batch_size": 4, "device": DEVICE}},
         "methods": ["dt", "boomda"],
         "subsets": [["acoustic", "lexical"], ["acoustic", "visual", "lexical"]],
         "seeds": [0],

@@ -46,11 +46,14 @@ class _Sampler:
                  rng: np.random.Generator, what: str) -> None:
         if len(data) < 2:
             raise DataError(f"{what}: needs at least 2 samples for a batch, got {len(data)}")
-        self.x = {m: torch.from_numpy(v).to(device) for m, v in data.views.items()}
-        # steps per sample of the sequence modalities, to cut each batch to its longest sample
-        self.steps = {m: torch.from_numpy(v[:, :, 0].sum(axis=1).astype(np.int64)).to(device)
+        # feature vectors live on the device; sequences (large) stay in host memory and each
+        # batch is moved, cut to its longest sample
+        self.device = device
+        store = torch.device("cpu") if any(v.ndim == 3 for v in data.views.values()) else device
+        self.x = {m: torch.from_numpy(v).to(store) for m, v in data.views.items()}
+        self.steps = {m: torch.from_numpy(v[:, :, 0].sum(axis=1).astype(np.int64))
                       for m, v in data.views.items() if v.ndim == 3}
-        self.y = None if data.labels is None else torch.from_numpy(data.labels).to(device)
+        self.y = None if data.labels is None else torch.from_numpy(data.labels).to(store)
         self.n = len(data)
         self.batch_size = min(batch_size, self.n)
         self.rng = rng
@@ -69,10 +72,12 @@ class _Sampler:
         idx = idx.to(next(iter(self.x.values())).device)
         batch = {}
         for m, v in self.x.items():
-            batch[m] = v[idx]
+            rows = v[idx]
             if m in self.steps:
-                batch[m] = batch[m][:, : int(self.steps[m][idx].max())]
-        return batch, (None if self.y is None else self.y[idx])
+                rows = rows[:, : int(self.steps[m][idx].max())]
+            batch[m] = rows.to(self.device, non_blocking=True)
+        y = None if self.y is None else self.y[idx].to(self.device)
+        return batch, y
 
 
 @dataclass
