@@ -11,8 +11,9 @@ shared adversarial base here).
 
 Feature-level augmentation stands in for image augmentation: the first view is the target batch
 as it is; the second adds Gaussian noise of ``noise`` source standard deviations to every input
-feature and replaces a ``mask`` fraction of the features by their source mean. mu = ``pcl_weight``
-= 0.05 (the authors' UDA configuration).
+feature and replaces a ``mask`` fraction of the features by their source mean (for a raw modality:
+the frozen backbone states of the real steps, with per-dimension source statistics). mu =
+``pcl_weight`` = 0.05 (the authors' UDA configuration).
 """
 
 from __future__ import annotations
