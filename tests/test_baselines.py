@@ -170,8 +170,10 @@ def _fused_mean_gap(adapter, pair):
     """||mean_s(Z_{M+1}) - mean_t(Z_{M+1})|| / ||std over both||: a first-moment discrepancy."""
     net = adapter.net.eval()
     with torch.no_grad():
-        fs = net({m: torch.tensor(v) for m, v in pair.source.views.items()}).fused
-        ft = net({m: torch.tensor(v) for m, v in pair.target.views.items()}).fused
+        fs = net({m: torch.tensor(v, device=adapter.device)
+                  for m, v in pair.source.views.items()}).fused
+        ft = net({m: torch.tensor(v, device=adapter.device)
+                  for m, v in pair.target.views.items()}).fused
     return ((fs.mean(0) - ft.mean(0)).norm() / torch.cat([fs, ft]).std(0).norm()).item()
 
 

@@ -109,5 +109,5 @@ def test_standardisation_uses_source_statistics_only():
     adapter = DomainAdapter(method="dt", epochs=1, batch_size=8, dim=4, hidden=8).fit(pair)
     for m, x in views.items():
         std = adapter.net.encoders[m].standardize
-        np.testing.assert_allclose(std.mean.numpy(), x.mean(axis=0), rtol=1e-5)
-        np.testing.assert_allclose(std.std.numpy(), x.std(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(std.mean.cpu().numpy(), x.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(std.std.cpu().numpy(), x.std(axis=0), rtol=1e-5)
