@@ -219,6 +219,10 @@ def test_raw_config_and_input_errors_are_clear(corpora, tmp_path):
     missing["modalities"]["visual"]["backbone"] = str(tmp_path / "no-such-model")
     with pytest.raises(ConfigError, match="no-such-model"):
         build_raw_pair(RunConfig.from_dict({"raw": missing}).raw)
+    swapped = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
+    swapped["modalities"]["acoustic"]["backbone"] = str(corpora["backbones"]["text"])
+    with pytest.raises(ConfigError, match=r"modalities.acoustic.backbone: .*text backbone"):
+        build_raw_pair(RunConfig.from_dict({"raw": swapped}).raw)
 
     # an unreadable audio file is named, or skipped and counted with skip_missing
     root = tmp_path / "copy"

@@ -102,8 +102,11 @@ class SignalPipeline:
         self.corruption = parse_corruption(spec.corruption, spec.signal,
                                            f"{self.where}.corruption")
         folder = os.path.expanduser(spec.backbone)
-        self.backbone = PretrainedBackbone.from_pretrained(
-            folder, BACKBONE_KIND[spec.signal], spec.trainable_layers)
+        try:
+            self.backbone = PretrainedBackbone.from_pretrained(
+                folder, BACKBONE_KIND[spec.signal], spec.trainable_layers)
+        except ConfigError as error:
+            raise ConfigError(f"{self.where}.backbone: {error}") from None
         self.backbone.to(device).eval()
         self.sequence = spec.encoder or None
         self.device = device
