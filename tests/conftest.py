@@ -10,6 +10,16 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: a single intra-op thread is several times faster than thread
+    hand-offs. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_views(n=60, dims=(5, 7, 3), n_classes=3, seed=0, shift=0.0):
     """A small labelled multimodal set: class-dependent means plus noise, one array per view."""
     rng = np.random.default_rng(seed)

@@ -10,14 +10,7 @@ import torch
 from boomda.errors import ConfigError, DataError
 from boomda.nn.sequence import LSTMEncoder, TextCNN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a single intra-op thread is several times faster than thread hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # --- sequence encoders --------------------------------------------------------------------------
 
