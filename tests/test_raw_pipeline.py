@@ -376,3 +376,20 @@ def test_lexical_modality_with_pretrained_minilm(corpora, tmp_path, monkeypatch)
     assert int((ids == text.tokenizer.mask_token_id).sum()) == 2
     reloaded = DomainAdapter.load(result.folder / "model.pt", device=DEVICE)
     assert reloaded.evaluate(raw_pair.pair.target) == result.results["target"]
+
+
+def test_msp_improv_layout_runs_with_audio_and_transcripts(corpora, tmp_path):
+    from tests.test_raw_signals import make_msp_improv
+
+    root = make_msp_improv(tmp_path / "MSP-IMPROV")
+    section = rc.raw_config("msp-improv", root, corpora["backbones"], "",
+                            transcripts=str(root / "transcripts.csv"))
+    del section["modalities"]["visual"]
+    config = RunConfig.from_dict({"raw": section, "data": {"holdout": 0.0},
+                                  "train": {"epochs": 1, "batch_size": 2, "device": DEVICE},
+                                  "out": str(tmp_path / "runs"), "name": "msp"})
+    result = run_experiment(config)
+    # 4 utterances keep a class (O is dropped): 2 source, 2 target, both with 2 modalities
+    assert result.results["raw"]["n_utterances"] == 4
+    assert result.results["target"]["n"] == 2
+    assert result.results["modalities"] == ["acoustic", "lexical"]
