@@ -14,7 +14,7 @@ from boomda.data import (
     stratified_split,
 )
 from boomda.data.shifts import shift_to_str
-from boomda.errors import ConfigError
+from boomda.errors import ConfigError, DataError
 
 
 def test_embedded_data_shapes_and_classes():
@@ -111,3 +111,44 @@ def test_standardisation_uses_source_statistics_only():
         std = adapter.net.encoders[m].standardize
         np.testing.assert_allclose(std.mean.cpu().numpy(), x.mean(axis=0), rtol=1e-5)
         np.testing.assert_allclose(std.std.cpu().numpy(), x.std(axis=0), rtol=1e-5)
+
+
+def test_pack_sequences_and_sequence_views():
+    from boomda.data.container import pack_sequences, trim_padding
+
+    seqs = [np.arange(6, dtype=np.float32).reshape(3, 2), np.ones((1, 2), np.float32) * 7]
+    packed = pack_sequences(seqs)
+    expected = np.array([[[1, 0, 1], [1, 2, 3], [1, 4, 5]],
+                         [[1, 7, 7], [0, 0, 0], [0, 0, 0]]], dtype=np.float32)
+    np.testing.assert_array_equal(packed, expected)
+    assert pack_sequences(seqs, steps=5).shape == (2, 5, 3)
+    half = pack_sequences(seqs, dtype="float16")
+    assert half.dtype == np.float16
+    data = MultimodalData({"seq": half, "vec": np.zeros((2, 4))}, labels=[0, 1])
+    assert data.views["seq"].dtype == np.float16 and data.dims == {"seq": 2, "vec": 4}
+    assert data.is_sequence("seq") and not data.is_sequence("vec")
+    # a subset drops the steps that are padding in every kept sample
+    assert data.subset(np.array([1])).views["seq"].shape == (1, 1, 3)
+    assert trim_padding(pack_sequences(seqs, steps=9)).shape == (2, 3, 3)
+    # 3000 steps: lengths are counted exactly (a float16 sum would stop at 2048)
+    long = pack_sequences([np.zeros((3000, 1)), np.zeros((2999, 1))], dtype="float16")
+    assert MultimodalData({"s": long, "v": np.zeros((2, 1))}).subset(
+        np.array([1])).views["s"].shape == (1, 2999, 2)
+    with pytest.raises(DataError, match="at least one step"):
+        pack_sequences([np.zeros((0, 2))])
+    with pytest.raises(DataError, match="one width"):
+        pack_sequences([np.zeros((2, 2)), np.zeros((2, 3))])
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda a: a.__setitem__((0, 1, 0), 0.5), "0/1 step mask"),
+    (lambda a: a.__setitem__((1, 0, 0), 0.0), "not a prefix"),
+    (lambda a: a.__setitem__((1, slice(None), 0), 0.0), "sample 1 has no real step"),
+])
+def test_sequence_views_check_their_step_mask(edit, message):
+    from boomda.data.container import pack_sequences
+
+    packed = pack_sequences([np.ones((3, 2)), np.ones((2, 2))])
+    edit(packed)
+    with pytest.raises(DataError, match=message):
+        MultimodalData({"seq": packed, "vec": np.zeros((2, 1))}, name="source")

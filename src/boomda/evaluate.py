@@ -49,7 +49,7 @@ def predict_logits(net, data: MultimodalData, device: torch.device,
     try:
         for start in range(0, len(data), batch_size):
             inputs = {m: torch.from_numpy(trim_padding(data.views[m][start:start + batch_size]))
-                      .to(device) for m in net.modalities}
+                      .to(device).float() for m in net.modalities}
             chunks.append(net(inputs).fused_logits.float().cpu())
     finally:
         net.train(was_training)

@@ -51,7 +51,7 @@ class _Sampler:
         self.device = device
         store = torch.device("cpu") if any(v.ndim == 3 for v in data.views.values()) else device
         self.x = {m: torch.from_numpy(v).to(store) for m, v in data.views.items()}
-        self.steps = {m: torch.from_numpy(v[:, :, 0].sum(axis=1).astype(np.int64))
+        self.steps = {m: torch.from_numpy((v[:, :, 0] > 0.5).sum(axis=1).astype(np.int64))
                       for m, v in data.views.items() if v.ndim == 3}
         self.y = None if data.labels is None else torch.from_numpy(data.labels).to(store)
         self.n = len(data)
@@ -75,7 +75,7 @@ class _Sampler:
             rows = v[idx]
             if m in self.steps:
                 rows = rows[:, : int(self.steps[m][idx].max())]
-            batch[m] = rows.to(self.device, non_blocking=True)
+            batch[m] = rows.to(self.device, non_blocking=True).float()
         y = None if self.y is None else self.y[idx].to(self.device)
         return batch, y
 

@@ -18,7 +18,8 @@ class MultimodalData:
 
     ``views`` maps a modality name to a float32 array: feature vectors (N, D_m), or padded
     sequences (N, T, 1 + D_m) as made by :func:`pack_sequences` (channel 0 marks the real steps,
-    channels 1.. hold the D_m features of each step). All modalities share the same N.
+    channels 1.. hold the D_m features of each step; float16 sequences stay float16, to halve
+    the memory of large frozen-backbone states). All modalities share the same N.
     ``labels`` is an int64 array of shape (N,) or None (an unlabelled target domain).
     Construction validates everything and raises :class:`DataError` naming the field at fault.
     """
@@ -43,8 +44,9 @@ class MultimodalData:
                 raise DataError(f"{name}: modality names must be non-empty strings, got {key!r}")
             if key in RESERVED_NAMES:
                 raise DataError(f"{name}: modality name {key!r} is reserved; rename it")
+            half = getattr(value, "dtype", None) == np.float16 and np.ndim(value) == 3
             try:
-                arr = np.asarray(value, dtype=np.float32)
+                arr = np.asarray(value, dtype=np.float16 if half else np.float32)
             except (TypeError, ValueError) as exc:
                 raise DataError(f"{name}[{key!r}]: not a numeric array ({exc})") from None
             if arr.ndim == 1:
@@ -136,15 +138,19 @@ class MultimodalData:
             )
 
 
-def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None) -> np.ndarray:
-    """Right-pad variable-length sequences (T_i, D) into one array (N, T, 1 + D).
+def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None,
+                   dtype: np.dtype | str = np.float32) -> np.ndarray:
+    """Right-pad variable-length sequences (T_i, D) into one array (N, T, 1 + D) of ``dtype``
+    (float32, or float16 to halve the memory).
 
     Channel 0 is 1 on the T_i real steps of sample i and 0 on padding; channels 1.. hold the
     features (zeros on padding). ``T`` is the longest sequence unless ``steps`` is given.
     """
     if len(sequences) == 0:
         raise DataError("pack_sequences: no sequences")
-    arrays = [np.asarray(s, dtype=np.float32) for s in sequences]
+    if np.dtype(dtype) not in (np.float32, np.float16):
+        raise DataError(f"pack_sequences: dtype must be float32 or float16, got {dtype}")
+    arrays = [np.asarray(s) for s in sequences]
     widths = {a.shape[1] if a.ndim == 2 else None for a in arrays}
     if None in widths or len(widths) != 1:
         raise DataError(f"pack_sequences: expected (steps, features) arrays of one width, got "
@@ -156,7 +162,7 @@ def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None) ->
     if steps < longest:
         raise DataError(f"pack_sequences: steps={steps} is shorter than the longest sequence "
                         f"({longest})")
-    out = np.zeros((len(arrays), steps, 1 + widths.pop()), dtype=np.float32)
+    out = np.zeros((len(arrays), steps, 1 + widths.pop()), dtype=dtype)
     for i, a in enumerate(arrays):
         out[i, : len(a), 0] = 1.0
         out[i, : len(a), 1:] = a
@@ -167,7 +173,7 @@ def _check_step_mask(mask: np.ndarray, where: str) -> None:
     if not np.isin(mask, (0.0, 1.0)).all():
         raise DataError(f"{where}: channel 0 of a sequence array must be the 0/1 step mask "
                         f"(see pack_sequences)")
-    lengths = mask.sum(axis=1)
+    lengths = (mask > 0.5).sum(axis=1)  # counted as integers (float16 sums stop at 2048)
     if mask.shape[0] and lengths.min() < 1:
         raise DataError(f"{where}: sample {int(np.argmin(lengths))} has no real step")
     prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
@@ -181,4 +187,4 @@ def trim_padding(view: np.ndarray) -> np.ndarray:
     """A sequence array cut to its longest real sequence (no all-padding steps at the end)."""
     if view.ndim != 3 or view.shape[0] == 0:
         return view
-    return view[:, : max(1, int(view[:, :, 0].sum(axis=1).max()))]
+    return view[:, : max(1, int((view[:, :, 0] > 0.5).sum(axis=1).max()))]

@@ -351,11 +351,13 @@ def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPi
             bar.close()
     if not labels:
         if len(items) == 0:
-            empty = {m: np.zeros((0, 1, 1 + p.backbone.hidden_size), np.float32)
+            empty = {m: np.zeros((0, 1, 1 + p.backbone.hidden_size), p.dtype)
                      for m, p in pipelines.items()}
             return MultimodalData(empty, np.zeros(0, np.int64), name=part), []
         raise DataError(f"{part}: no utterance could be read ({len(items)} skipped)")
-    views = {m: pack_sequences(v) for m, v in states.items()}
+    # the states are already rounded to the cache dtype: packing them in it loses nothing
+    views = {m: pack_sequences(v, dtype=p.dtype) for (m, v), p in
+             zip(states.items(), pipelines.values(), strict=True)}
     y = np.asarray(labels, dtype=np.int64)
     if (y < 0).any():  # unlabelled rows (data to predict on)
         return MultimodalData(views, None, name=part), ids

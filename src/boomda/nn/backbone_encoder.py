@@ -81,7 +81,7 @@ class BackboneEncoder(nn.Module):
     @torch.no_grad()
     def fit_standardization(self, x: torch.Tensor) -> None:
         features, mask = split_steps(x)
-        self.stats.fit(features[mask])
+        self.stats.fit(features[mask].float())
 
     def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
         """Noise and masking (:meth:`Standardizer.perturb`) on the features of the real steps;
@@ -95,7 +95,7 @@ class BackboneEncoder(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.n_features + 1:
             raise BoomdaError(f"{self.backbone.kind} encoder: expected packed frozen states "
                               f"(batch, steps, 1 + {self.n_features}), got {tuple(x.shape)}")
-        states, mask = split_steps(x)
+        states, mask = split_steps(x.to(self.stats.mean.dtype))  # float16 data: compute in float32
         if self.backbone.kind == "image":
             p = self.steps_per_frame
             if states.shape[1] % p:
