@@ -102,6 +102,8 @@ class SignalPipeline:
         self.corruption = parse_corruption(spec.corruption, spec.signal,
                                            f"{self.where}.corruption")
         folder = os.path.expanduser(spec.backbone)
+        if os.path.isdir(folder):  # an absolute path, so a saved model finds it from anywhere
+            folder = os.path.abspath(folder)
         try:
             self.backbone = PretrainedBackbone.from_pretrained(
                 folder, BACKBONE_KIND[spec.signal], spec.trainable_layers)
