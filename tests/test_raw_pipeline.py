@@ -214,6 +214,14 @@ def test_raw_config_and_input_errors_are_clear(corpora, tmp_path):
     missing["modalities"]["visual"]["backbone"] = str(tmp_path / "no-such-model")
     with pytest.raises(ConfigError, match="no-such-model"):
         build_raw_pair(RunConfig.from_dict({"raw": missing}).raw)
+    with pytest.raises(ConfigError, match="encoder must be textcnn or lstm"):
+        bad_encoder = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
+        bad_encoder["modalities"]["visual"]["encoder"] = "gru"
+        RunConfig.from_dict({"raw": bad_encoder})
+    long = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "",
+                         max_tokens=100)
+    with pytest.raises(ConfigError, match="max_tokens = 100 exceeds the 64 positions"):
+        build_raw_pair(RunConfig.from_dict({"raw": long}).raw)
     swapped = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
     swapped["modalities"]["acoustic"]["backbone"] = str(corpora["backbones"]["text"])
     with pytest.raises(ConfigError, match=r"modalities.acoustic.backbone: .*text backbone"):

@@ -165,6 +165,9 @@ class RawDataConfig:
             if spec.signal not in ("audio", "video", "text"):
                 raise ConfigError(f"{where}.modalities.{name}.signal must be audio, video or "
                                   f"text, got {spec.signal!r}")
+            if spec.encoder not in ("", "textcnn", "lstm"):
+                raise ConfigError(f"{where}.modalities.{name}.encoder must be textcnn or lstm "
+                                  f"(empty: the paper's for the signal), got {spec.encoder!r}")
             if not spec.backbone:
                 raise ConfigError(f"{where}.modalities.{name}.backbone: give the local folder "
                                   f"of a transformers model")

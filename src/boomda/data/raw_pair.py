@@ -134,6 +134,10 @@ class SignalPipeline:
             if self.corruption is not None and self.tokenizer.mask_token is None:
                 raise ConfigError(f"{self.where}: the tokenizer of {spec.backbone} has no mask "
                                   f"token, which word masking needs")
+            positions = getattr(self.backbone.model.config, "max_position_embeddings", None)
+            if positions is not None and raw.max_tokens > positions:
+                raise ConfigError(f"raw.max_tokens = {raw.max_tokens} exceeds the "
+                                  f"{positions} positions of the text backbone {folder}")
             vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()))
             self.settings.update(max_tokens=raw.max_tokens,
                                  tokenizer=cache_key({"vocab": vocab,
