@@ -324,7 +324,7 @@ def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
         "seeds": [0],
     })
     assert spec.pool() == ["acoustic", "visual", "lexical"]
-    result = run_grid(spec, tmp_path / "grid", workers=1, progress=False, report=False)
+    result = run_grid(spec, tmp_path / "grid", workers=1, progress=False, report=True)
     assert result.done == 4 and result.failed == 0
     caches = {}
     for cell in spec.cells():
@@ -335,6 +335,8 @@ def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
     assert caches["dt__acoustic+visual+lexical__seed0"] == {
         "dir": str(tmp_path / "cache"), "hits": 24 * 2, "misses": 24}
     assert caches["boomda__acoustic+visual+lexical__seed0"]["misses"] == 0
+    table = (tmp_path / "grid" / "report.md").read_text()
+    assert "acoustic+visual+lexical" in table and "boomda" in table.lower()
 
 
 def test_example_raw_configs_parse():
