@@ -163,7 +163,7 @@ def make_corpus(root: Path, per_class: int, seconds: float) -> Path:
     for label in range(len(CLASSES)):
         for i in range(per_class):
             utt = f"utt{label}{i:03d}"
-            wave, colour, sentence = utterance_signals(label, i, seconds=seconds)
+            wave, colour, sentence = utterance_signals(label, i, seconds=seconds, vary=False)
             audio = root / "audio" / f"{utt}.wav"
             audio.parent.mkdir(parents=True, exist_ok=True)
             sf.write(audio, wave, RATE)

@@ -57,15 +57,20 @@ def tiny_backbones(root: Path, layers: int = 4) -> dict[str, Path]:
     return folders
 
 
-def utterance_signals(label: int, index: int, seconds: float = 0.3):
-    """A class-coloured tone, frame colour and sentence for utterance ``index`` of ``label``."""
+def utterance_signals(label: int, index: int, seconds: float = 0.3, vary: bool = True):
+    """A class-coloured tone, frame colour and sentence for utterance ``index`` of ``label``.
+
+    With ``vary`` the audio lasts ``seconds`` plus 0 to 40 % and the sentence has 3 to 5 words
+    (so batches need padding); without, every utterance has ``seconds`` of audio and 4 words."""
     rng = np.random.default_rng(1000 * label + index)
-    t = np.arange(int(seconds * RATE)) / RATE
+    stretch = 1 + 0.2 * (index % 3) if vary else 1.0
+    t = np.arange(int(seconds * stretch * RATE)) / RATE
     wave = 0.5 * np.sin(2 * np.pi * 200.0 * 2**label * t) + 0.05 * rng.standard_normal(t.size)
     colour = np.array([60 * label + 20, 200 - 40 * label, 40 + 10 * index % 200], np.uint8)
     words = CLASS_WORDS[CLASSES[label]]
-    sentence = " ".join([COMMON_WORDS[index % len(COMMON_WORDS)], words[index % 4],
-                         words[(index + 1) % 4], COMMON_WORDS[(index + 3) % len(COMMON_WORDS)]])
+    chosen = [COMMON_WORDS[index % len(COMMON_WORDS)], words[index % 4], words[(index + 1) % 4],
+              COMMON_WORDS[(index + 3) % len(COMMON_WORDS)], words[(index + 2) % 4]]
+    sentence = " ".join(chosen[: 3 + index % 3 if vary else 4])
     return wave.astype(np.float32), colour, sentence
 
 
