@@ -243,7 +243,8 @@ class RawPair:
         weights). Pass this method as ``DomainAdapter.fit(..., encoders=raw_pair.encoders)``."""
         from boomda.nn.backbone_encoder import BackboneEncoder
 
-        return {m: BackboneEncoder(copy.deepcopy(p.backbone), dim, p.sequence, dropout)
+        return {m: BackboneEncoder(copy.deepcopy(p.backbone), dim, p.sequence, dropout,
+                                   fingerprint=p.fingerprint)
                 for m, p in self.pipelines.items()}
 
 

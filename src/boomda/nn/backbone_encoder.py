@@ -58,7 +58,9 @@ class BackboneEncoder(nn.Module):
         dim: int = 256,
         sequence: str | None = None,
         dropout: float = 0.1,
+        fingerprint: str | None = None,
     ) -> None:
+        """``fingerprint``: the backbone's, when the caller has computed it already."""
         super().__init__()
         sequence = sequence or DEFAULT_SEQUENCE[backbone.kind]
         if sequence not in SEQUENCE_ENCODERS:
@@ -76,7 +78,7 @@ class BackboneEncoder(nn.Module):
             self.sequence = TextCNN(hidden, dim, dropout=dropout)
         else:
             self.sequence = LSTMEncoder(hidden, dim)
-        self._fingerprint: str | None = None
+        self._fingerprint = fingerprint
 
     @torch.no_grad()
     def fit_standardization(self, x: torch.Tensor) -> None:
