@@ -137,10 +137,7 @@ class DomainAdapter:
         """Write a checkpoint (architecture, config, state dict) atomically to ``path``."""
         net = self._require_fitted()
         path = Path(path)
-        frozen = {id(t) for e in net.encoders.values() if isinstance(e, BackboneEncoder)
-                  for t in e.frozen_tensors()}
-        state = {k: v.detach().cpu() for k, v in self.method.state_dict(keep_vars=True).items()
-                 if id(v) not in frozen}
+        state = {k: v.detach().cpu() for k, v in _stored_state(self.method).items()}
         specs = {m: e.spec() for m, e in net.encoders.items() if isinstance(e, BackboneEncoder)}
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -183,9 +180,7 @@ class DomainAdapter:
         adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
                                     encoders=encoders)
         adapter.method = build_method(cfg.method, adapter.net, cfg)
-        frozen = {id(t) for e in encoders.values() for t in e.frozen_tensors()}
-        expected = {k for k, v in adapter.method.state_dict(keep_vars=True).items()
-                    if id(v) not in frozen}
+        expected = set(_stored_state(adapter.method))
         stored = set(payload["state_dict"])
         if stored != expected:
             odd = sorted(stored ^ expected)[0]
@@ -195,6 +190,14 @@ class DomainAdapter:
         adapter.metadata = json.loads(payload.get("metadata") or "{}")
         adapter.method.to(adapter.device).eval()
         return adapter
+
+
+def _stored_state(method) -> dict[str, torch.Tensor]:
+    """The state-dict entries a checkpoint holds: all but the frozen weights of backbones (they
+    are reloaded from the backbone's folder)."""
+    frozen = {id(t) for e in method.net.encoders.values() if isinstance(e, BackboneEncoder)
+              for t in e.frozen_tensors()}
+    return {k: v for k, v in method.state_dict(keep_vars=True).items() if id(v) not in frozen}
 
 
 def _plain(value):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from boomda.config import TrainConfig
-from boomda.data.container import MultimodalData
+from boomda.data.container import MultimodalData, step_counts
 from boomda.data.pair import DomainPair
 from boomda.errors import DataError
 from boomda.methods import Batch, Method
@@ -51,7 +51,7 @@ class _Sampler:
         self.device = device
         store = torch.device("cpu") if any(v.ndim == 3 for v in data.views.values()) else device
         self.x = {m: torch.from_numpy(v).to(store) for m, v in data.views.items()}
-        self.steps = {m: torch.from_numpy((v[:, :, 0] > 0.5).sum(axis=1).astype(np.int64))
+        self.steps = {m: torch.from_numpy(step_counts(v).astype(np.int64))
                       for m, v in data.views.items() if v.ndim == 3}
         self.y = None if data.labels is None else torch.from_numpy(data.labels).to(store)
         self.n = len(data)

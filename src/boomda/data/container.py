@@ -173,7 +173,7 @@ def _check_step_mask(mask: np.ndarray, where: str) -> None:
     if not np.isin(mask, (0.0, 1.0)).all():
         raise DataError(f"{where}: channel 0 of a sequence array must be the 0/1 step mask "
                         f"(see pack_sequences)")
-    lengths = (mask > 0.5).sum(axis=1)  # counted as integers (float16 sums stop at 2048)
+    lengths = _count_steps(mask)
     if mask.shape[0] and lengths.min() < 1:
         raise DataError(f"{where}: sample {int(np.argmin(lengths))} has no real step")
     prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]
@@ -187,4 +187,13 @@ def trim_padding(view: np.ndarray) -> np.ndarray:
     """A sequence array cut to its longest real sequence (no all-padding steps at the end)."""
     if view.ndim != 3 or view.shape[0] == 0:
         return view
-    return view[:, : max(1, int((view[:, :, 0] > 0.5).sum(axis=1).max()))]
+    return view[:, : max(1, int(step_counts(view).max()))]
+
+
+def step_counts(view: np.ndarray) -> np.ndarray:
+    """The number of real steps of each sample of a packed sequence array (N, T, 1 + D)."""
+    return _count_steps(view[:, :, 0])
+
+
+def _count_steps(mask: np.ndarray) -> np.ndarray:
+    return (mask > 0.5).sum(axis=1)  # counted as integers (float16 sums stop at 2048)

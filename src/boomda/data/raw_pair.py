@@ -214,6 +214,14 @@ class SignalPipeline:
                                          lambda: self.compute(item, corrupt, seed))
 
 
+def _pipelines(raw: RawDataConfig, specs: Mapping[str, RawModalityConfig],
+               device: torch.device) -> tuple[FrozenCache | None, dict[str, SignalPipeline]]:
+    """The cache ``raw`` names (None without ``cache_dir``) and one pipeline per modality."""
+    cache = (FrozenCache(os.path.expanduser(raw.cache_dir), raw.cache_dtype) if raw.cache_dir
+             else None)
+    return cache, {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
+
+
 def read_corpus(raw: RawDataConfig, signals_used: list[str]) -> RawCorpus:
     """The corpus a raw config names, read for the given signals."""
     sessions = [int(s) for s in raw.sessions] or None
@@ -264,10 +272,7 @@ def build_raw_pair(
         raise DataError(f"holdout must lie in [0, 1), got {holdout}")
     specs = raw.modality_configs()
     corpus = read_corpus(raw, sorted({s.signal for s in specs.values()}))
-    cache = (FrozenCache(os.path.expanduser(raw.cache_dir), raw.cache_dtype) if raw.cache_dir
-             else None)
-    device = torch.device(device)
-    pipelines = {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
+    cache, pipelines = _pipelines(raw, specs, torch.device(device))
 
     labels = corpus.labels
     rng = np.random.default_rng(seed)
@@ -316,10 +321,7 @@ def raw_inputs(
     specs = raw.modality_configs()
     corpus = read_manifest(manifest, classes, raw.skip_missing,
                            sorted({s.signal for s in specs.values()}), labels_required=False)
-    cache = (FrozenCache(os.path.expanduser(raw.cache_dir), raw.cache_dtype) if raw.cache_dir
-             else None)
-    device = torch.device(device)
-    pipelines = {m: SignalPipeline(m, spec, raw, cache, device) for m, spec in specs.items()}
+    cache, pipelines = _pipelines(raw, specs, torch.device(device))
     data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,
                          [], "inputs", progress)
     return data, ids, corpus
