@@ -12,11 +12,15 @@ from boomda.balance import (
     AlignmentProblem,
     ClosedFormBalancer,
     ExactBalancer,
+    ImpartialBalancer,
     ParameterMGDABalancer,
     UniformBalancer,
+    make_balancer,
+    normalize_gram,
     off_diagonal_ratio,
     parameter_gram,
     representation_gram,
+    solve_impartial,
     solve_min_norm_closed_form,
     solve_min_norm_exact,
 )
@@ -260,3 +264,92 @@ def test_p1_equals_p2_when_the_encoder_jacobian_is_orthogonal():
     p1 = ParameterMGDABalancer()(AlignmentProblem(losses, reps, weights)).gamma.numpy()
     p2 = ExactBalancer()(AlignmentProblem(losses, reps, weights)).gamma.numpy()
     np.testing.assert_allclose(p1, p2, atol=1e-9)
+
+
+# ------------------------------------------------------------------ scale and normalisation
+@pytest.mark.parametrize("scale", [10.0**k for k in range(-30, 31, 2)])
+def test_solvers_do_not_depend_on_the_scale_of_q(scale):
+    np.testing.assert_allclose(solve_min_norm_exact(np.diag([1.0, 4.0]) * scale), [0.8, 0.2],
+                               rtol=1e-9)
+    np.testing.assert_allclose(solve_min_norm_closed_form(np.diag([1.0, 4.0]) * scale),
+                               [0.8, 0.2], rtol=1e-12)
+    # a Q with the P2 structure, whose minimum is inside the simplex (brute force at scale 1)
+    q = np.array([[2.0, 0.0, 0.0, 0.5], [0.0, 1.0, 0.0, -0.3], [0.0, 0.0, 3.0, 0.2],
+                  [0.5, -0.3, 0.2, 1.5]])
+    expected = brute_force_qp(q)[1]
+    np.testing.assert_allclose(solve_min_norm_exact(q * scale), expected, atol=1e-9)
+    # a diagonal spanning seven orders of magnitude, as Q does in training
+    wide = np.diag([1e-12, 3e-9, 1e-5])
+    np.testing.assert_allclose(solve_min_norm_exact(wide * scale),
+                               solve_min_norm_closed_form(wide), rtol=1e-6)
+    np.testing.assert_allclose(solve_impartial(np.diag([1.0, 4.0]) * scale), [2 / 3, 1 / 3],
+                               rtol=1e-9)
+
+
+def test_normalize_gram_by_hand():
+    q = np.array([[4.0, 0.0, 2.0], [0.0, 9.0, -3.0], [2.0, -3.0, 16.0]])
+    losses = np.array([2.0, 0.5, 4.0])
+    np.testing.assert_allclose(normalize_gram(q, losses, "none"), q)
+    n = np.array([2.0, 3.0, 4.0])  # |g_m| = sqrt(Q_mm)
+    np.testing.assert_allclose(normalize_gram(q, losses, "l2"), q / np.outer(n, n))
+    np.testing.assert_allclose(normalize_gram(q, losses, "loss"), q / np.outer(losses, losses))
+    np.testing.assert_allclose(normalize_gram(q, losses, "loss+"),
+                               q / np.outer(losses * n, losses * n))
+    # an objective with loss 0 counts as met: zero row and column
+    out = normalize_gram(q, np.array([0.0, 0.5, 4.0]), "loss")
+    assert np.all(out[0] == 0) and np.all(out[:, 0] == 0)
+
+
+def test_gamma_of_each_normalisation_by_hand():
+    """Orthogonal gradients with |g| = (1, 2, 4) and losses (1, 4, 2): Q = diag(1, 4, 16).
+
+    none: gamma ~ 1/|g|^2 = (1, 1/4, 1/16) -> (16, 4, 1)/21
+    l2:   all normalised gradients have norm 1 -> uniform (1, 1, 1)/3
+    loss: gamma ~ L^2/|g|^2 = (1, 4, 1/4) -> (4, 16, 1)/21
+    loss+: gamma ~ L^2 = (1, 16, 4) -> (1, 16, 4)/21
+    imtl: gamma ~ 1/|g| = (1, 1/2, 1/4) -> (4, 2, 1)/7 (with none)
+    """
+    q = np.diag([1.0, 4.0, 16.0])
+    losses = np.array([1.0, 4.0, 2.0])
+    expected = {"none": [16, 4, 1], "l2": [1, 1, 1], "loss": [4, 16, 1], "loss+": [1, 16, 4]}
+    for mode, weights in expected.items():
+        want = np.array(weights, dtype=float) / sum(weights)
+        qn = normalize_gram(q, losses, mode)
+        np.testing.assert_allclose(solve_min_norm_closed_form(qn), want, rtol=1e-12)
+        # with orthogonal gradients P3 and P4 coincide
+        np.testing.assert_allclose(solve_min_norm_exact(qn), want, rtol=1e-9)
+    np.testing.assert_allclose(solve_impartial(q), np.array([4, 2, 1]) / 7, rtol=1e-12)
+
+
+def test_impartial_weights_equalise_projections():
+    """IMTL-G: the combined gradient has the same projection on every unit gradient."""
+    rng = np.random.default_rng(11)
+    p = rng.normal(size=(3, 6))
+    p[1] += 0.5 * p[0]
+    gamma = solve_impartial(p @ p.T)
+    g = gamma @ p
+    projections = p @ g / np.linalg.norm(p, axis=1)
+    np.testing.assert_allclose(projections, projections[0], rtol=1e-9)
+    assert gamma.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["none", "l2", "loss", "loss+"])
+def test_balancers_apply_the_normalisation(mode):
+    rng = np.random.default_rng(12)
+    reps, losses, _ = _alignment_problem(rng)
+    q = representation_gram(losses, reps)
+    values = np.array([loss.item() for loss in losses])
+    qn = normalize_gram(q, values, mode)
+    for cls, solve in ((ClosedFormBalancer, solve_min_norm_closed_form),
+                       (ExactBalancer, solve_min_norm_exact),
+                       (ImpartialBalancer, solve_impartial)):
+        result = cls(mode)(AlignmentProblem(losses, reps))
+        np.testing.assert_allclose(result.gamma.numpy(), solve(qn), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(result.gram, qn, rtol=1e-12)
+
+
+def test_unknown_normalisation_is_named():
+    from boomda.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gamma_normalization 'l3'"):
+        make_balancer("closed_form", "l3")

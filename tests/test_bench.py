@@ -163,3 +163,42 @@ def test_a_folder_never_mixes_two_grids(tmp_path):
     other = GridSpec.from_dict(_spec(methods=["dt"], seeds=[5], subsets=[["fou", "kar"]]))
     with pytest.raises(BoomdaError, match="holds a different grid"):
         run_grid(other, tmp_path / "g", workers=1, progress=False, report=False)
+
+
+def test_suite_tasks_and_sweep_points_make_the_cells(tmp_path):
+    tasks = {"tasks": {"t1": {"modalities": ["fou", "kar"], "shifts": {"fou": "noise:snr=2"}},
+                       "t2": {"modalities": ["kar", "mor", "pix"],
+                              "shifts": {"mor": "block:fraction=0.5"}}}}
+    (tmp_path / "tasks.yaml").write_text(yaml.safe_dump(tasks))
+    grid = _spec(tasks="tasks.yaml", methods=["pl", "boomda"], sweep_methods=["boomda"],
+                 sweep={"alpha2": [1, 10], "gamma_normalization": ["none", "loss"]}, seeds=[0])
+    del grid["subsets"]
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    spec = GridSpec.from_yaml(tmp_path / "grid.yaml")
+    cells = spec.cells()
+    # per task: pl once, boomda at 2 x 2 points
+    assert len(cells) == 2 * (1 + 4)
+    by_id = {c.id: c for c in cells}
+    cell = by_id["boomda__t2__alpha2=10,gamma_normalization=loss__seed0"]
+    assert cell.config.train.alpha2 == 10.0 and cell.config.train.gamma_normalization == "loss"
+    assert cell.config.data.modalities == ["kar", "mor", "pix"]
+    assert cell.config.data.shifts == {"mor": "block:fraction=0.5"}
+    assert cell.config.tags == {"task": "t2", "point": "alpha2=10,gamma_normalization=loss"}
+    assert by_id["pl__t1__seed0"].config.tags == {"task": "t1"}
+    assert by_id["pl__t1__seed0"].config.train.alpha2 == 0.1
+    # a list of points instead of a product
+    listed = GridSpec.from_dict(_spec(sweep=[{"ca_form": "paper", "alpha2": 0.001},
+                                             {"ca_form": "relative", "alpha2": 3}]))
+    points = [c.config.train for c in listed.cells() if c.method == "boomda"]
+    assert {(t.ca_form, t.alpha2) for t in points} == {("paper", 0.001), ("relative", 3.0)}
+
+
+def test_sweep_and_task_errors():
+    with pytest.raises(ConfigError, match="sweep: 'seed' is not a train option that can be swept"):
+        GridSpec.from_dict(_spec(sweep={"seed": [1, 2]}))
+    with pytest.raises(ConfigError, match="sweep: expected a mapping"):
+        GridSpec.from_dict(_spec(sweep={"alpha2": []}))
+    with pytest.raises(ConfigError, match="unknown ca_form 'frob'"):
+        GridSpec.from_dict(_spec(sweep={"ca_form": ["frob"]}))
+    with pytest.raises(ConfigError, match="tasks: expected a non-empty mapping"):
+        GridSpec.from_dict(_spec(tasks=["t1"]))

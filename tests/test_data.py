@@ -152,3 +152,70 @@ def test_sequence_views_check_their_step_mask(edit, message):
     edit(packed)
     with pytest.raises(DataError, match=message):
         MultimodalData({"seq": packed, "vec": np.zeros((2, 1))}, name="source")
+
+
+def test_block_shift_zeroes_one_contiguous_block_of_columns():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(50, 20)).astype(np.float32) + 3.0
+    out = parse_shift("block:fraction=0.3").apply(x, np.random.default_rng(1))
+    zero_columns = np.flatnonzero(np.all(out == 0, axis=0))
+    assert len(zero_columns) == 6  # round(0.3 * 20)
+    assert np.array_equal(zero_columns, np.arange(zero_columns[0], zero_columns[0] + 6))
+    kept = np.setdiff1d(np.arange(20), zero_columns)
+    np.testing.assert_array_equal(out[:, kept], x[:, kept])
+    # the block's position comes from the generator
+    again = parse_shift("block:fraction=0.3").apply(x, np.random.default_rng(1))
+    np.testing.assert_array_equal(out, again)
+
+
+def test_rescale_shift_multiplies_a_fixed_subset_of_columns():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 10)).astype(np.float32)
+    out = parse_shift("rescale:fraction=0.5,scale=4").apply(x, np.random.default_rng(2))
+    ratio = out / x
+    scaled = [j for j in range(10) if np.allclose(ratio[:, j], 4.0, rtol=1e-6)]
+    same = [j for j in range(10) if np.array_equal(out[:, j], x[:, j])]
+    assert len(scaled) == 5 and len(same) == 5 and not set(scaled) & set(same)
+    assert shift_to_str(parse_shift("rescale:fraction=0.5,scale=4")) == \
+        "rescale:fraction=0.5,scale=4"
+    with pytest.raises(ConfigError, match="rescale.scale must be a positive number"):
+        parse_shift("rescale:scale=0")
+    with pytest.raises(ConfigError, match=r"block.fraction must lie in \[0, 1\]"):
+        parse_shift("block:fraction=2")
+
+
+def test_htad_is_read_from_the_package_that_ships_it():
+    pytest.importorskip("multiviewstacking")
+    import csv
+
+    from boomda.data.htad import CLASSES, htad_path, load_htad
+
+    data = load_htad()
+    assert data.dims == {"audio": 36, "accel": 16} and len(data) == 1386
+    # class counts and one row, read independently with the csv module
+    with htad_path().open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    names = [r[0] for r in rows[1:]]
+    np.testing.assert_array_equal(np.bincount(data.labels),
+                                  [names.count(c) for c in CLASSES])
+    header = rows[0]
+    row = rows[5]
+    for view, prefix in (("audio", "v1_"), ("accel", "v2_")):
+        expected = [float(v) for h, v in zip(header, row, strict=True) if h.startswith(prefix)]
+        np.testing.assert_allclose(data.views[view][4], expected, rtol=1e-6)
+    assert CLASSES[data.labels[4]] == row[0]
+
+
+def test_htad_errors_name_the_file(tmp_path):
+    from boomda.data.htad import load_htad
+
+    bad = tmp_path / "htad.csv"
+    bad.write_text("label,v1_a\nx,1\n")
+    with pytest.raises(DataError, match="expected a header starting with 'class'"):
+        load_htad(bad)
+    bad.write_text("class,v1_a,v2_b\nsweep,1,abc\n")
+    with pytest.raises(DataError, match="htad.csv: a feature value is not a number"):
+        load_htad(bad)
+    bad.write_text("class,v1_a,v2_b\ndance,1,2\n")
+    with pytest.raises(DataError, match="unknown class 'dance'"):
+        load_htad(bad)

@@ -8,11 +8,14 @@ import torch.nn.functional as F
 from boomda.errors import DataError
 from boomda.losses import (
     LOGDET_EPS,
+    alignment_loss,
     coral_loss,
+    correlation_alignment_loss,
     covariance,
     diag_log_det,
     information_bottleneck_loss,
     pseudo_label_loss,
+    relative_coral_loss,
     vote_pseudo_labels,
 )
 
@@ -121,3 +124,72 @@ def test_vote_threshold_out_of_range():
 def test_batch_of_one_is_rejected():
     with pytest.raises(DataError, match="at least 2 samples"):
         coral_loss(torch.zeros(1, 3), torch.zeros(5, 3))
+
+
+# ------------------------------------------------------------------ correlation-alignment forms
+def _cov_np(z):
+    return np.cov(z, rowvar=False)
+
+
+def _corr_np(z, eps=1e-8):
+    c = _cov_np(z)
+    s = np.sqrt(np.diag(c) + eps)
+    return c / np.outer(s, s)
+
+
+def _forms_np(zs, zt):
+    """Each CA form written out in numpy."""
+    d = zs.shape[1]
+    cs, ct = _cov_np(zs), _cov_np(zt)
+    dist = np.sum((ct - cs) ** 2)
+    return {
+        "paper": dist,
+        "coral": dist / (4 * d * d),
+        "relative": dist / (np.sum(cs**2) + np.sum(ct**2) + 1e-30),
+        "correlation": np.sum((_corr_np(zt) - _corr_np(zs)) ** 2) / (d * d),
+    }
+
+
+@pytest.mark.parametrize("form", ["paper", "coral", "relative", "correlation"])
+def test_alignment_forms_match_numpy(form):
+    rng = np.random.default_rng(20)
+    zs = rng.normal(size=(40, 7)) * rng.uniform(0.2, 3, 7)
+    zt = rng.normal(size=(33, 7)) @ rng.normal(size=(7, 7)) + 2.0
+    got = alignment_loss(torch.tensor(zs), torch.tensor(zt), form).item()
+    assert got == pytest.approx(_forms_np(zs, zt)[form], rel=1e-9)
+
+
+def test_scale_free_forms_ignore_the_representation_scale_and_stay_bounded():
+    rng = np.random.default_rng(21)
+    zs = torch.tensor(rng.normal(size=(30, 5)))
+    zt = torch.tensor(rng.normal(size=(30, 5)) @ rng.normal(size=(5, 5)))
+    # (correlation's eps of 1e-8 on the variances matters only for tiny variances)
+    for form, scales in (("relative", (1e-3, 7.0, 1e4)), ("correlation", (0.1, 7.0, 1e4))):
+        base = alignment_loss(zs, zt, form).item()
+        for c in scales:
+            assert alignment_loss(c * zs, c * zt, form).item() == pytest.approx(base, rel=1e-5)
+    # the paper's form grows with the fourth power of the scale, Deep CORAL's too
+    assert alignment_loss(10 * zs, 10 * zt, "paper").item() == pytest.approx(
+        1e4 * alignment_loss(zs, zt, "paper").item(), rel=1e-9)
+    # relative: 0 for equal covariances, 1 when one domain has none (a constant batch)
+    assert relative_coral_loss(zs, zs).item() == 0.0
+    assert relative_coral_loss(zs, torch.zeros(30, 5, dtype=torch.float64)).item() == \
+        pytest.approx(1.0, abs=1e-12)
+    values = [relative_coral_loss(torch.tensor(rng.normal(size=(12, 4)) * rng.uniform(0, 5, 4)),
+                                  torch.tensor(rng.normal(size=(12, 4)) * rng.uniform(0, 5, 4)))
+              .item() for _ in range(50)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_correlation_alignment_ignores_per_dimension_scale():
+    rng = np.random.default_rng(22)
+    zs = torch.tensor(rng.normal(size=(25, 4)))
+    zt = torch.tensor(rng.normal(size=(25, 4)) @ rng.normal(size=(4, 4)))
+    scale = torch.tensor([0.1, 5.0, 1.0, 30.0], dtype=torch.float64)
+    assert correlation_alignment_loss(zs, zt * scale).item() == pytest.approx(
+        correlation_alignment_loss(zs, zt).item(), rel=1e-5)
+
+
+def test_unknown_alignment_form_is_named():
+    with pytest.raises(DataError, match="unknown CA form 'frob'"):
+        alignment_loss(torch.zeros(3, 2), torch.zeros(3, 2), "frob")

@@ -16,9 +16,12 @@ from boomda.report import (
     default_figure_runs,
     dynamics_figure,
     main_report,
+    method_order,
     plot_dynamics,
+    render_selection,
     render_table1,
     render_table2,
+    selection_tasks,
     smooth_ema,
     write_report,
 )
@@ -245,3 +248,55 @@ def test_plot_dynamics_needs_final_metrics(tmp_path):
     run = make_cell(tmp_path, "run", "boomda", ["fou", "kar"], 0)  # only metrics.jsonl.partial
     with pytest.raises(BoomdaError, match="metrics.jsonl: not found"):
         plot_dynamics(run, tmp_path / "run.png")
+
+
+def _sweep_cell(g, task, point, seed, f1, validators):
+    folder = make_cell(g, f"boomda__{task}__{point}__seed{seed}", "boomda", ["fou", "kar"], seed,
+                       f1)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["tags"] = {"task": task, "point": point}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    results = json.loads((folder / "results.json").read_text())
+    results["validators"] = validators
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_selection_table_default_selected_best_and_correlations(tmp_path):
+    """Two tasks x three points x two seeds with hand-set F1 and validator scores."""
+    g = tmp_path / "grid"
+    points = ["alpha2=0.1", "alpha2=1", "alpha2=10"]  # alpha2=0.1 is the shipped default
+    f1 = {"a": [70.0, 80.0, 90.0], "b": [60.0, 50.0, 40.0]}
+    # snd ranks the points exactly as F1 does on a, and wrongly on b; im is constant
+    snd = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}
+    for task in ("a", "b"):
+        for i, point in enumerate(points):
+            for seed, delta in ((0, -1.0), (1, 1.0)):
+                _sweep_cell(g, task, point, seed, f1[task][i] + delta,
+                            {"snd": snd[task][i] + delta / 10, "im": 0.5,
+                             "source_risk": None, "dev": -float(i)})
+    chosen = selection_tasks(collect_runs(g))
+    assert [(t.task, t.method) for t in chosen] == [("a", "boomda"), ("b", "boomda")]
+    a, b = chosen
+    assert a.f1 == pytest.approx({"alpha2=0.1": 70.0, "alpha2=1": 80.0, "alpha2=10": 90.0})
+    assert a.default == "alpha2=0.1" and a.best() == "alpha2=10"
+    assert a.selected("snd") == "alpha2=10" and b.selected("snd") == "alpha2=10"
+    assert b.selected("dev") == "alpha2=0.1"
+    assert a.selected("im") == "alpha2=0.1"  # ties: the first point
+    assert a.selected("source_risk") is None
+    assert a.correlation("snd") == pytest.approx(1.0) and b.correlation("snd") == \
+        pytest.approx(-1.0)
+    assert np.isnan(a.correlation("im"))
+    text = render_selection(chosen, "snd")
+    # averages: default (70 + 60) / 2, snd's choice (90 + 40) / 2, best (90 + 60) / 2
+    assert "| **average** |  | 65.00 | 65.00 | 75.00 |" in text
+    assert "90.00 (alpha2=10)" in text and "reads them" in text
+    assert "| `dev` | 65.00 | +0.00 | -1.00 +1.00 |" in text
+    with pytest.raises(BoomdaError, match="unknown validator 'xyz'"):
+        render_selection(chosen, "xyz")
+    # the report and its table columns: tasks, rows: method with its point
+    write_report(g)
+    report = (g / "report.md").read_text()
+    assert "## Label-free selection of the grid point" in report
+    table = aggregate(collect_runs(g), rows=method_order(collect_runs(g)))
+    assert table.columns == ["a", "b"]
+    assert sorted(table.rows) == sorted(f"boomda [{p}]" for p in points)

@@ -12,6 +12,15 @@ all other entries 0, where ``g_m = dL_m^CA/dZ_m`` and ``g_{M+1}^m = dL_{M+1}^CA/
     P4 (closed form):  Q replaced by its diagonal:  gamma = Q~^{-1} 1 / (1^T Q~^{-1} 1)   (Eq. 13)
     P1 (reference):    the same with gradients w.r.t. the encoder parameters.
 
+Before solving, the gradients may be normalised, as in Sener & Koltun's released code
+(``gradient_normalizers``): each objective's gradient g_m is divided by n_m, its norm (``l2``),
+its loss value (``loss``), or both (``loss+``), i.e. Q is replaced by ``D^-1 Q D^-1`` with
+``D = diag(n)``; the weights found are applied to the unnormalised losses, as there. Without
+normalisation (``none``, the paper's P3/P4) gamma_m ~ 1/|g_m|^2, which gives the least weight to
+the objective with the largest gradient, typically the most shifted modality's. With ``loss``,
+gamma_m ~ L_m^2/|g_m|^2, and since |g_m|^2 grows like L_m for a covariance distance, roughly
+gamma_m ~ L_m: the most misaligned modality gets the most weight.
+
 The strategies below are interchangeable: each maps an :class:`AlignmentProblem` to a
 :class:`BalanceResult`; the trainer never knows which one it holds.
 """
@@ -27,8 +36,12 @@ import torch
 
 from boomda.errors import ConfigError
 
-#: a diagonal entry of Q at or below this counts as a zero gradient (an objective already met)
+#: a diagonal entry of Q at or below this fraction of the largest one counts as a zero gradient
+#: (an objective already met); relative, so that the solvers do not depend on Q's scale
 ZERO_GRAD = 1e-30
+
+#: gradient normalisations before the min-norm step (Sener & Koltun 2018, released code)
+NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
 @dataclass
@@ -96,23 +109,58 @@ def off_diagonal_ratio(q: np.ndarray) -> float:
     n = q.shape[0]
     off = np.abs(q[~np.eye(n, dtype=bool)])
     top = float(off.max()) if off.size else 0.0
-    low = float(np.diag(q).min())
-    if low <= ZERO_GRAD:
+    diag = np.diag(q)
+    low, high = float(diag.min()), float(diag.max())
+    if high <= 0.0 or low <= ZERO_GRAD * high:
         return 0.0 if top == 0.0 else math.inf
     return top / low
+
+
+def normalize_gram(q: np.ndarray, losses: np.ndarray, mode: str) -> np.ndarray:
+    """Q of the normalised gradients ``g_m / n_m``: ``Q_ij / (n_i n_j)``.
+
+    ``mode``: ``none`` (n = 1), ``l2`` (n_m = |g_m| = sqrt(Q_mm)), ``loss`` (n_m = L_m) or
+    ``loss+`` (n_m = L_m |g_m|), as in Sener & Koltun's released code. An objective whose n_m is
+    0 (zero gradient, or loss already 0) keeps a zero row and column: it counts as met.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if mode == "none":
+        return q
+    losses = np.abs(np.asarray(losses, dtype=np.float64))
+    norms = np.sqrt(np.clip(np.diag(q), 0.0, None))
+    if mode == "l2":
+        n = norms
+    elif mode == "loss":
+        n = losses
+    elif mode == "loss+":
+        n = losses * norms
+    else:
+        raise ConfigError(f"unknown gradient normalisation {mode!r}; choose from "
+                          f"{', '.join(NORMALIZATIONS)}")
+    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+    return q * np.outer(inv, inv)
+
+
+def _zero_objectives(diag: np.ndarray) -> np.ndarray | None:
+    """Mask of the objectives whose gradient counts as zero (relative to the largest), or None
+    when none does."""
+    top = float(diag.max())
+    zero = diag <= ZERO_GRAD * top if top > 0 else np.ones_like(diag, dtype=bool)
+    return zero if zero.any() else None
 
 
 def solve_min_norm_closed_form(q: np.ndarray) -> np.ndarray:
     """P4, Eq. (13): ``gamma_m = (1/Q_mm) / sum_k (1/Q_kk)``.
 
     When some Q_mm is 0 (that objective's gradient vanishes) the minimum of P4 is 0, reached by any
-    gamma supported on the zero entries; the weight is then spread evenly over them.
+    gamma supported on the zero entries; the weight is then spread evenly over them. The result
+    does not change when Q is multiplied by any positive number.
     """
     diag = np.diag(q).astype(np.float64)
-    zero = diag <= ZERO_GRAD
-    if zero.any():
+    zero = _zero_objectives(diag)
+    if zero is not None:
         return zero / zero.sum()
-    inv = 1.0 / diag
+    inv = diag.max() / diag
     return inv / inv.sum()
 
 
@@ -126,14 +174,22 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
     point that most violates the optimality condition ``(Q gamma)_i >= gamma^T Q gamma``, and
     walks back to the simplex face when the affine minimiser of S leaves it. It ends, after
     finitely many steps, at a point satisfying the KKT conditions.
+
+    Q is first divided by its largest diagonal entry (the minimiser does not change), so the
+    tolerances and the least-squares cut-off are relative and the answer is the same at any scale.
     """
     q = np.asarray(q, dtype=np.float64)
     n = q.shape[0]
     if q.shape != (n, n) or n == 0:
         raise ValueError(f"Q must be a non-empty square matrix, got shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise ValueError("Q has non-finite entries")
     q = 0.5 * (q + q.T)
-    scale = max(float(np.abs(np.diag(q)).max()), ZERO_GRAD)
-    eps = tol * scale
+    top = float(np.diag(q).max())
+    if top <= 0.0:  # every gradient is zero: every gamma is optimal
+        return np.full(n, 1.0 / n)
+    q = q / top
+    eps = tol
     j0 = int(np.argmin(np.diag(q)))
     lam = np.zeros(n)
     lam[j0] = 1.0
@@ -147,12 +203,12 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
         corral.append(j)
         while True:
             alpha = _affine_minimiser(q, corral)
-            if np.all(alpha > eps / scale):
+            if np.all(alpha > eps):
                 lam = np.zeros(n)
                 lam[corral] = alpha
                 break
             current = lam[corral]
-            neg = alpha <= eps / scale
+            neg = alpha <= eps
             theta = np.min(current[neg] / (current[neg] - alpha[neg]))
             new = current + theta * (alpha - current)
             new[new < 1e-15] = 0.0
@@ -181,13 +237,58 @@ def _affine_minimiser(q: np.ndarray, corral: list[int]) -> np.ndarray:
     return alpha / alpha.sum()
 
 
+def solve_impartial(q: np.ndarray) -> np.ndarray:
+    """IMTL-G (Liu et al., "Towards impartial multi-task learning", ICLR 2021): the weights whose
+    combined gradient ``g = sum_m gamma_m g_m`` has the same projection on every objective's unit
+    gradient, ``g . g_m / |g_m|`` equal for all m.
+
+    In terms of Q: ``Q gamma`` proportional to ``n = sqrt(diag Q)``, so ``gamma ~ Q^+ n``,
+    normalised to sum 1. For mutually orthogonal gradients this is ``gamma_m ~ 1/|g_m|``: larger
+    gradients still get smaller weights, but as 1/|g| rather than MGDA's 1/|g|^2. Objectives with
+    a zero gradient get weight 0; negative weights (which would reward misalignment) are clipped
+    to 0; if nothing is left the weights are uniform.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    n_obj = q.shape[0]
+    diag = np.diag(q)
+    top = float(diag.max())
+    if top <= 0.0:
+        return np.full(n_obj, 1.0 / n_obj)
+    live = diag > ZERO_GRAD * top
+    q_live = q[np.ix_(live, live)] / top
+    gamma = np.zeros(n_obj)
+    gamma[live] = np.linalg.lstsq(q_live, np.sqrt(np.diag(q_live)), rcond=None)[0]
+    gamma = np.clip(gamma, 0.0, None)
+    total = gamma.sum()
+    if not np.isfinite(total) or total <= 0.0:
+        return np.full(n_obj, 1.0 / n_obj)
+    return gamma / total
+
+
 class Balancer(ABC):
-    """A strategy that weighs the M+1 alignment objectives of one step."""
+    """A strategy that weighs the M+1 alignment objectives of one step.
+
+    ``normalization``: how the gradients are normalised before a Q-based solver sees them
+    (:func:`normalize_gram`); the logged r is that of the Q the solver sees.
+    """
 
     name: str = ""
 
+    def __init__(self, normalization: str = "none") -> None:
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown gamma_normalization {normalization!r}; choose from "
+                              f"{', '.join(NORMALIZATIONS)}")
+        self.normalization = normalization
+
     @abstractmethod
     def __call__(self, problem: AlignmentProblem) -> BalanceResult: ...
+
+    def _normalized(self, q: np.ndarray, problem: AlignmentProblem) -> np.ndarray:
+        if self.normalization in ("loss", "loss+"):
+            values = np.array([float(loss.detach()) for loss in problem.losses])
+        else:
+            values = np.ones(len(problem.losses))
+        return normalize_gram(q, values, self.normalization)
 
 
 def _result(gamma: np.ndarray, q: np.ndarray | None, like: torch.Tensor) -> BalanceResult:
@@ -206,47 +307,66 @@ class UniformBalancer(Balancer):
         return _result(np.full(n, 1.0 / n), None, problem.losses[0])
 
 
-class ClosedFormBalancer(Balancer):
-    """P4 on the representation-gradient Q (Boomda's default)."""
+class _GramBalancer(Balancer):
+    """Q from representation gradients (P2), normalised, then solved by :meth:`solve`."""
 
-    name = "closed_form"
+    @staticmethod
+    @abstractmethod
+    def solve(q: np.ndarray) -> np.ndarray: ...
+
+    def gram(self, problem: AlignmentProblem) -> np.ndarray:
+        return representation_gram(problem.losses, problem.reps)
 
     def __call__(self, problem: AlignmentProblem) -> BalanceResult:
-        q = representation_gram(problem.losses, problem.reps)
-        return _result(solve_min_norm_closed_form(q), q, problem.losses[0])
+        q = self._normalized(self.gram(problem), problem)
+        return _result(self.solve(q), q, problem.losses[0])
 
 
-class ExactBalancer(Balancer):
+class ClosedFormBalancer(_GramBalancer):
+    """P4 on the representation-gradient Q (the paper's Boomda, with ``none``)."""
+
+    name = "closed_form"
+    solve = staticmethod(solve_min_norm_closed_form)
+
+
+class ExactBalancer(_GramBalancer):
     """P3 on the representation-gradient Q, solved exactly."""
 
     name = "exact"
-
-    def __call__(self, problem: AlignmentProblem) -> BalanceResult:
-        q = representation_gram(problem.losses, problem.reps)
-        return _result(solve_min_norm_exact(q), q, problem.losses[0])
+    solve = staticmethod(solve_min_norm_exact)
 
 
-class ParameterMGDABalancer(Balancer):
+class ImpartialBalancer(_GramBalancer):
+    """IMTL-G's equal-projection weights on the representation-gradient Q
+    (:func:`solve_impartial`)."""
+
+    name = "imtl"
+    solve = staticmethod(solve_impartial)
+
+
+class ParameterMGDABalancer(_GramBalancer):
     """P1: the original MGDA on encoder-parameter gradients, solved exactly. The expensive
     reference that P2-P4 approximate."""
 
     name = "mgda_params"
+    solve = staticmethod(solve_min_norm_exact)
 
-    def __call__(self, problem: AlignmentProblem) -> BalanceResult:
+    def gram(self, problem: AlignmentProblem) -> np.ndarray:
         if not problem.params:
             raise ValueError("mgda_params needs the encoder parameters in the problem")
-        q = parameter_gram(problem.losses, problem.params)
-        return _result(solve_min_norm_exact(q), q, problem.losses[0])
+        return parameter_gram(problem.losses, problem.params)
 
 
 BALANCERS: dict[str, type[Balancer]] = {
     cls.name: cls
-    for cls in (ClosedFormBalancer, ExactBalancer, UniformBalancer, ParameterMGDABalancer)
+    for cls in (ClosedFormBalancer, ExactBalancer, ImpartialBalancer, UniformBalancer,
+                ParameterMGDABalancer)
 }
 
 
-def make_balancer(name: str) -> Balancer:
-    """The balancing strategy called ``name`` (closed_form, exact, uniform, mgda_params)."""
+def make_balancer(name: str, normalization: str = "none") -> Balancer:
+    """The balancing strategy called ``name`` (closed_form, exact, imtl, uniform, mgda_params),
+    with gradients normalised by ``normalization`` (none, l2, loss, loss+)."""
     if name not in BALANCERS:
         raise ConfigError(f"unknown gamma solver {name!r}; choose from {', '.join(BALANCERS)}")
-    return BALANCERS[name]()
+    return BALANCERS[name](normalization)

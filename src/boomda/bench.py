@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, product
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from boomda.config import RunConfig, load_yaml_mapping
+from boomda.config import RunConfig, coerce, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError
 
 RESULTS = "results.json"
@@ -37,7 +37,17 @@ class GridSpec:
     """What a grid runs. ``base``: a run config (``data``/``train`` sections) shared by all cells;
     ``methods``; ``modalities``: the modalities subsets are drawn from (default: the base's);
     ``subsets``: ``all`` (every combination of two or more) or a list of subsets;
-    ``seeds``; ``method_overrides``: per-method ``train`` settings (e.g. options)."""
+    ``seeds``; ``method_overrides``: per-method ``train`` settings (e.g. options).
+
+    ``tasks``: a benchmark suite instead of one data set: task name -> ``data`` settings that
+    replace the base's (dataset, modalities, shifts, ...), or the path of a YAML file holding
+    such a ``tasks:`` mapping (relative to the grid file). Each task runs on all its modalities
+    (``subsets`` does not apply). ``sweep``: ``train`` option -> list of values; every
+    combination is a grid point, run for every method, task or subset, and seed (the points
+    among which ``boomda bench --select`` chooses); or a list of such mappings of single
+    values, one per point, when the options are not varied independently. ``sweep_methods``:
+    the methods the sweep applies to (default: all); the others run once with the base settings.
+    """
 
     name: str = "grid"
     base: dict[str, Any] = field(default_factory=dict)
@@ -46,10 +56,20 @@ class GridSpec:
     subsets: str | list[list[str]] = "all"
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] | str | None = None
+    sweep: dict[str, list[Any]] | list[dict[str, Any]] = field(default_factory=dict)
+    sweep_methods: list[str] | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> GridSpec:
-        return cls.from_dict(load_yaml_mapping(path, "grid file"), str(path))
+        raw = load_yaml_mapping(path, "grid file")
+        if isinstance(raw.get("tasks"), str):
+            tasks_file = Path(path).parent / raw["tasks"]
+            tasks = load_yaml_mapping(tasks_file, "tasks file").get("tasks")
+            if not isinstance(tasks, Mapping) or not tasks:
+                raise ConfigError(f"{tasks_file}: expected a non-empty 'tasks:' mapping")
+            raw["tasks"] = dict(tasks)
+        return cls.from_dict(raw, str(path))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "grid") -> GridSpec:
@@ -63,6 +83,25 @@ class GridSpec:
         spec = cls(**{k: copy.deepcopy(v) for k, v in raw.items()})
         spec.validate(where)
         return spec
+
+    def points(self, method: str) -> list[dict[str, Any]]:
+        """The sweep's grid points for ``method``: one dict of train settings per combination
+        (a single empty point without a sweep, or for a method the sweep does not apply to)."""
+        excluded = self.sweep_methods is not None and method not in self.sweep_methods
+        if not self.sweep or excluded:
+            return [{}]
+        if isinstance(self.sweep, list):
+            return [dict(point) for point in self.sweep]
+        keys = list(self.sweep)
+        return [dict(zip(keys, values, strict=True))
+                for values in product(*(self.sweep[k] for k in keys))]
+
+    def task_list(self) -> list[tuple[str | None, dict[str, Any]]]:
+        """(task name, data settings) pairs; one unnamed entry without tasks."""
+        if not self.tasks:
+            return [(None, {})]
+        assert isinstance(self.tasks, Mapping)
+        return [(str(name), dict(data or {})) for name, data in self.tasks.items()]
 
     def to_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(getattr(self, k)) for k in self.__dataclass_fields__}
@@ -85,6 +124,24 @@ class GridSpec:
             raise ConfigError(f"{where}.seeds: expected a non-empty list of integers")
         if self.subsets != "all" and not isinstance(self.subsets, list):
             raise ConfigError(f"{where}.subsets: 'all' or a list of modality lists")
+        if self.tasks is not None and (not isinstance(self.tasks, Mapping) or not self.tasks):
+            raise ConfigError(f"{where}.tasks: expected a non-empty mapping of task name -> "
+                              f"data settings (or a tasks file)")
+        if isinstance(self.sweep, list):
+            if not all(isinstance(point, Mapping) and point for point in self.sweep):
+                raise ConfigError(f"{where}.sweep: a list of points must hold non-empty "
+                                  f"mappings of train option -> value")
+            keys = {k for point in self.sweep for k in point}
+        elif isinstance(self.sweep, Mapping) and all(isinstance(v, list) and v
+                                                      for v in self.sweep.values()):
+            keys = set(self.sweep)
+        else:
+            raise ConfigError(f"{where}.sweep: expected a mapping of train option -> non-empty "
+                              f"list of values, or a list of points")
+        for key in sorted(keys):
+            if not hasattr(base.train, key) or key in ("method", "seed"):
+                raise ConfigError(f"{where}.sweep: {key!r} is not a train option that can be "
+                                  f"swept")
         for cell in self.cells():
             cell.config.train.validate(n_modalities=len(cell.modalities))
         if not base.data.modalities and self.modalities is None:
@@ -109,31 +166,61 @@ class GridSpec:
             out.append(subset)
         return out
 
+    def _task_config(self, task: str | None, data: dict[str, Any]) -> RunConfig:
+        raw = copy.deepcopy(self.base)
+        if task is not None:
+            merged = dict(raw.get("data") or {})
+            merged.update(copy.deepcopy(data))
+            raw["data"] = merged
+        return RunConfig.from_dict(raw, where="grid.base" if task is None else f"grid.tasks.{task}")
+
     def cells(self) -> list[Cell]:
-        """Every (method, subset, seed) cell with its resolved run config."""
+        """Every (method, task or subset, grid point, seed) cell with its resolved run config."""
         cells = []
-        for method in self.methods:
-            for subset in self.subset_list():
-                for seed in self.seeds:
-                    config = self.base_config()
-                    config.train.method = method
-                    config.train.seed = seed
-                    for key, value in self.method_overrides.get(method, {}).items():
-                        if not hasattr(config.train, key):
-                            raise ConfigError(f"grid.method_overrides.{method}: unknown option "
-                                              f"{key!r}")
-                        setattr(config.train, key, copy.deepcopy(value))
-                    config.data.modalities = list(subset)
-                    if config.raw is not None:
-                        unknown = [m for m in subset if m not in config.raw.modalities]
-                        if unknown:
-                            raise ConfigError(f"grid: modality {unknown[0]!r} is not in "
-                                              f"base.raw.modalities")
-                        config.raw.modalities = {m: config.raw.modalities[m] for m in subset}
-                    cid = f"{method}__{'+'.join(subset)}__seed{seed}"
-                    config.name = cid
-                    cells.append(Cell(cid, method, subset, seed, config))
+        for task, data in self.task_list():
+            task_base = self._task_config(task, data)
+            subsets = ([tuple(task_base.data.modalities)] if task is not None
+                       else self.subset_list())
+            for method in self.methods:
+                for point in self.points(method):
+                    for subset in subsets:
+                        for seed in self.seeds:
+                            cells.append(self._cell(task, task_base, method, point, subset,
+                                                    seed))
         return cells
+
+    def _cell(self, task: str | None, task_base: RunConfig, method: str, point: dict[str, Any],
+              subset: tuple[str, ...], seed: int) -> Cell:
+        config = copy.deepcopy(task_base)
+        config.train.method = method
+        config.train.seed = seed
+        for key, value in self.method_overrides.get(method, {}).items():
+            if not hasattr(config.train, key):
+                raise ConfigError(f"grid.method_overrides.{method}: unknown option {key!r}")
+            setattr(config.train, key, copy.deepcopy(value))
+        for key, value in point.items():
+            setattr(config.train, key, coerce(value, getattr(config.train, key),
+                                              f"grid.sweep.{key}"))
+        config.data.modalities = list(subset)
+        if config.raw is not None:
+            unknown = [m for m in subset if m not in config.raw.modalities]
+            if unknown:
+                raise ConfigError(f"grid: modality {unknown[0]!r} is not in "
+                                  f"base.raw.modalities")
+            config.raw.modalities = {m: config.raw.modalities[m] for m in subset}
+        label = point_label(point)
+        parts = [method, task if task is not None else "+".join(subset)]
+        if label:
+            parts.append(label)
+        cid = "__".join(parts + [f"seed{seed}"])
+        config.name = cid
+        config.tags = {k: v for k, v in (("task", task), ("point", label)) if v}
+        return Cell(cid, method, subset, seed, config, task, label)
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    """A grid point as ``key=value,key=value`` (empty for the base settings)."""
+    return ",".join(f"{k}={v}" for k, v in point.items())
 
 
 @dataclass
@@ -143,6 +230,8 @@ class Cell:
     modalities: tuple[str, ...]
     seed: int
     config: RunConfig
+    task: str | None = None
+    point: str = ""
 
 
 def cell_status(folder: Path) -> str:

@@ -13,7 +13,8 @@ from boomda.errors import BoomdaError, ConfigError, DataError
 
 #: command-line option -> (section, key) in the run config
 _TRAIN_OPTIONS = {
-    "method": str, "gamma_solver": str, "seed": int, "epochs": int, "batch_size": int,
+    "method": str, "gamma_solver": str, "gamma_normalization": str, "ca_form": str, "seed": int,
+    "epochs": int, "batch_size": int,
     "lr": float, "weight_decay": float, "beta": float, "alpha1": float, "alpha2": float,
     "vote_threshold": int, "dim": int, "hidden": int, "dropout": float, "device": str,
 }
@@ -21,7 +22,9 @@ _TRAIN_OPTIONS = {
 
 def _parser() -> argparse.ArgumentParser:
     from boomda import __version__
-    from boomda.balance import BALANCERS
+    from boomda.balance import BALANCERS, NORMALIZATIONS
+    from boomda.config import TrainConfig
+    from boomda.losses import CA_FORMS
     from boomda.methods import METHODS
 
     parser = argparse.ArgumentParser(
@@ -40,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default boomda)")
     run.add_argument("--gamma-solver", dest="gamma_solver",
                      help=f"one of: {', '.join(BALANCERS)} (default closed_form)")
+    run.add_argument("--gamma-normalization", dest="gamma_normalization",
+                     help=f"gradient normalisation before balancing: "
+                          f"{', '.join(NORMALIZATIONS)} "
+                          f"(default {TrainConfig.gamma_normalization})")
+    run.add_argument("--ca-form", dest="ca_form",
+                     help=f"correlation-alignment form: {', '.join(CA_FORMS)} "
+                          f"(default {TrainConfig.ca_form})")
     run.add_argument("--modalities", help="comma-separated modality names (default "
                                           f"{','.join(DEFAULT_MODALITIES)})")
     run.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
@@ -53,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--split-seed", dest="split_seed", type=int,
                      help="seed of the split and shifts (default: --seed)")
     for name, kind in _TRAIN_OPTIONS.items():
-        if name in ("method", "gamma_solver"):
+        if name in ("method", "gamma_solver", "gamma_normalization", "ca_form"):
             continue
         flag = "--" + name.replace("_", "-")
         extra = {"help": "M_v, votes needed to keep a pseudo-label"} if name == "vote_threshold" \
@@ -79,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", help="only these methods (comma-separated)")
     bench.add_argument("--seeds", help="only these seeds (comma-separated)")
     bench.add_argument("--epochs", type=int, help="override the epochs of every cell")
+    bench.add_argument("--select", metavar="VALIDATOR", default=None,
+                       help="label-free validator that picks each task's grid point in a grid "
+                            "with a sweep: source_risk, im, snd, dev (default snd)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     predict = sub.add_parser(
@@ -100,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
                     "grid folder (also written at the end of every bench).",
     )
     report.add_argument("directory", help="grid folder written by boomda bench")
+    report.add_argument("--select", metavar="VALIDATOR", default=None,
+                        help="label-free validator that picks each task's grid point in a grid "
+                             "with a sweep: source_risk, im, snd, dev (default snd)")
     report.add_argument("--figure", action="append", default=None, metavar="CELL",
                         help="cell id to plot training dynamics for (repeatable)")
     return parser
@@ -177,8 +193,12 @@ def _summary(result) -> str:
 
 def _bench(args: argparse.Namespace) -> int:
     from boomda.bench import GridSpec, run_grid
-    from boomda.report import main_report
+    from boomda.report import DEFAULT_VALIDATOR, main_report
+    from boomda.select import VALIDATORS
 
+    if args.select is not None and args.select not in VALIDATORS:
+        raise ConfigError(f"--select {args.select!r}: choose a validator from "
+                          f"{', '.join(VALIDATORS)}")
     spec = GridSpec.from_yaml(args.grid)
     if args.methods:
         spec.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -197,7 +217,7 @@ def _bench(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, report=False)
     print(f"grid {spec.name}: {result.done} of {len(spec.cells())} cells done, "
           f"{result.failed} failed this time, {result.ran} run in {result.seconds:.0f} s")
-    main_report(str(result.folder), None)
+    main_report(str(result.folder), None, args.select or DEFAULT_VALIDATOR)
     return 0 if result.failed == 0 else 1
 
 
@@ -270,9 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "predict":
             return _predict(args)
         elif args.command == "report":
-            from boomda.report import main_report
+            from boomda.report import DEFAULT_VALIDATOR, main_report
 
-            return main_report(args.directory, args.figure)
+            return main_report(args.directory, args.figure, args.select or DEFAULT_VALIDATOR)
         return 0
     except BoomdaError as exc:
         print(f"boomda: error: {exc}", file=sys.stderr)

@@ -36,6 +36,8 @@ class TrainConfig:
 
     method: str = "boomda"
     gamma_solver: str = "closed_form"
+    gamma_normalization: str = "none"
+    ca_form: str = "coral"
     epochs: int = 30
     batch_size: int = 48
     lr: float = 1e-3
@@ -54,7 +56,8 @@ class TrainConfig:
 
     def validate(self, n_modalities: int | None = None) -> None:
         """Raise :class:`ConfigError` naming the first bad option."""
-        from boomda.balance import BALANCERS
+        from boomda.balance import BALANCERS, NORMALIZATIONS
+        from boomda.losses import CA_FORMS
         from boomda.methods import METHODS
 
         if self.method not in METHODS:
@@ -63,6 +66,12 @@ class TrainConfig:
         if self.gamma_solver not in BALANCERS:
             raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
                               f"{', '.join(BALANCERS)}")
+        if self.gamma_normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown gamma_normalization {self.gamma_normalization!r}; "
+                              f"choose from {', '.join(NORMALIZATIONS)}")
+        if self.ca_form not in CA_FORMS:
+            raise ConfigError(f"unknown ca_form {self.ca_form!r}; choose from "
+                              f"{', '.join(CA_FORMS)}")
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
         _check(self.batch_size >= 2, "batch_size",
                "must be at least 2 (a covariance needs 2 samples)", self.batch_size)
@@ -206,6 +215,8 @@ class RunConfig:
     out: str = "runs"
     name: str | None = None
     raw: RawDataConfig | None = None
+    #: labels a grid gives its cells (``task``, ``point``), kept in config.yaml for reports
+    tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -226,7 +237,11 @@ class RunConfig:
         if raw.get("raw") is not None:
             raw_data = _build(RawDataConfig, raw["raw"], f"{where}.raw")
             raw_data.validate(f"{where}.raw")
-        return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data)
+        tags = raw.get("tags") or {}
+        if not isinstance(tags, Mapping):
+            raise ConfigError(f"{where}.tags: expected a mapping")
+        return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data,
+                   {str(k): str(v) for k, v in tags.items()})
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:

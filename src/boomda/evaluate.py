@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
 from boomda.data.container import MultimodalData, trim_padding
 from boomda.errors import DataError
+from boomda.nn.net import NetOutput
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -36,23 +39,46 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
 
 
-@torch.no_grad()
-def predict_logits(net, data: MultimodalData, device: torch.device,
-                   batch_size: int | None = None) -> np.ndarray:
-    """Fused-head logits (N, C) for every sample of ``data``, in evaluation mode, in batches of
-    ``batch_size`` samples (1024, or 32 when a modality is a sequence)."""
+def _batched_outputs(net, data: MultimodalData, device: torch.device,
+                     batch_size: int | None) -> Iterator[NetOutput]:
+    """The network's outputs for consecutive batches of ``data``, in evaluation mode (restored
+    afterwards), in batches of ``batch_size`` samples (1024, or 32 when a modality is a
+    sequence)."""
     if batch_size is None:
         batch_size = 32 if any(v.ndim == 3 for v in data.views.values()) else 1024
     was_training = net.training
     net.eval()
-    chunks = []
     try:
         for start in range(0, len(data), batch_size):
             inputs = {m: torch.from_numpy(trim_padding(data.views[m][start:start + batch_size]))
                       .to(device).float() for m in net.modalities}
-            chunks.append(net(inputs).fused_logits.float().cpu())
+            yield net(inputs)
     finally:
         net.train(was_training)
+
+
+@torch.no_grad()
+def predict_outputs(net, data: MultimodalData, device: torch.device,
+                    batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fused representation Z_{M+1} (N, M*d) and fused-head logits (N, C) for every sample of
+    ``data``, in evaluation mode, in batches of ``batch_size`` samples (1024, or 32 when a
+    modality is a sequence)."""
+    fused, logits = [], []
+    for out in _batched_outputs(net, data, device, batch_size):
+        fused.append(out.fused.float().cpu())
+        logits.append(out.fused_logits.float().cpu())
+    if not logits:
+        return (np.zeros((0, net.fused_dim), dtype=np.float32),
+                np.zeros((0, net.n_classes), dtype=np.float32))
+    return torch.cat(fused).numpy(), torch.cat(logits).numpy()
+
+
+@torch.no_grad()
+def predict_logits(net, data: MultimodalData, device: torch.device,
+                   batch_size: int | None = None) -> np.ndarray:
+    """Fused-head logits (N, C), as :func:`predict_outputs` but without keeping Z_{M+1}."""
+    chunks = [out.fused_logits.float().cpu()
+              for out in _batched_outputs(net, data, device, batch_size)]
     if not chunks:
         return np.zeros((0, net.n_classes), dtype=np.float32)
     return torch.cat(chunks).numpy()

@@ -56,15 +56,85 @@ def information_bottleneck_loss(
     return total
 
 
+def _check_pair(z_source: torch.Tensor, z_target: torch.Tensor, what: str) -> None:
+    if z_source.shape[1:] != z_target.shape[1:]:
+        raise DataError(f"{what}: source dim {z_source.shape[1]} != target dim "
+                        f"{z_target.shape[1]}")
+
+
+def coral_distance(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
+    """The paper's Eq. (10), unnormalised: ``|| C_t - C_s ||_F^2``, C the unbiased covariance.
+
+    Its size grows with the square of the representation's scale and with its dimension."""
+    _check_pair(z_source, z_target, "coral_distance")
+    diff = covariance(z_target) - covariance(z_source)
+    return (diff * diff).sum()
+
+
 def coral_loss(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
     """Correlation alignment, Eq. (10) with Deep CORAL's normalisation (Sun & Saenko 2016):
     ``|| C_t - C_s ||_F^2 / (4 d^2)``, C the unbiased covariance, d the representation size."""
-    if z_source.shape[1] != z_target.shape[1]:
-        raise DataError(f"coral_loss: source dim {z_source.shape[1]} != target dim "
-                        f"{z_target.shape[1]}")
+    _check_pair(z_source, z_target, "coral_loss")
     d = z_source.shape[1]
-    diff = covariance(z_target) - covariance(z_source)
-    return (diff * diff).sum() / (4.0 * d * d)
+    return coral_distance(z_source, z_target) / (4.0 * d * d)
+
+
+def relative_coral_loss(z_source: torch.Tensor, z_target: torch.Tensor,
+                        eps: float = 1e-30) -> torch.Tensor:
+    """Scale-free correlation alignment: Eq. (10) relative to the covariances' own size,
+
+    ``|| C_t - C_s ||_F^2 / (|| C_s ||_F^2 + || C_t ||_F^2 + eps)``.
+
+    Multiplying every representation by a constant leaves it unchanged, and it lies in [0, 1]
+    for any two covariance matrices (their inner product is >= 0), whatever the dimension: 0 when
+    the covariances agree, 1 when they are orthogonal (e.g. one of them is 0). The denominator
+    is differentiated too, so no direction of the gradient merely rescales the representation.
+    """
+    _check_pair(z_source, z_target, "relative_coral_loss")
+    cs, ct = covariance(z_source), covariance(z_target)
+    diff = ct - cs
+    return (diff * diff).sum() / ((cs * cs).sum() + (ct * ct).sum() + eps)
+
+
+def correlation(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Correlation matrix of the rows of ``z``: ``C_ij / sqrt((C_ii + eps)(C_jj + eps))``."""
+    c = covariance(z)
+    std = torch.sqrt(torch.diagonal(c) + eps)
+    return c / (std[:, None] * std[None, :])
+
+
+def correlation_alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
+    """Alignment of correlation matrices: ``|| R_t - R_s ||_F^2 / d^2``, R the correlation
+    matrix of each domain's batch (:func:`correlation`).
+
+    Invariant to rescaling any single dimension in either domain, and bounded by 4 (every entry
+    of R lies in [-1, 1]); differences of per-dimension variance are not penalised."""
+    _check_pair(z_source, z_target, "correlation_alignment_loss")
+    d = z_source.shape[1]
+    diff = correlation(z_target) - correlation(z_source)
+    return (diff * diff).sum() / (d * d)
+
+
+#: the correlation-alignment forms, by the name the ``ca_form`` option takes
+CA_FORMS = {
+    "paper": coral_distance,
+    "coral": coral_loss,
+    "relative": relative_coral_loss,
+    "correlation": correlation_alignment_loss,
+}
+
+
+def alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor,
+                   form: str = "relative") -> torch.Tensor:
+    """The correlation-alignment loss in the named form (see :data:`CA_FORMS`):
+    ``paper`` (Eq. 10 as printed), ``coral`` (Deep CORAL's 1/(4 d^2)), ``relative``
+    (scale-free, :func:`relative_coral_loss`) or ``correlation``
+    (:func:`correlation_alignment_loss`)."""
+    try:
+        fn = CA_FORMS[form]
+    except KeyError:
+        raise DataError(f"unknown CA form {form!r}; choose from {', '.join(CA_FORMS)}") from None
+    return fn(z_source, z_target)
 
 
 @torch.no_grad()

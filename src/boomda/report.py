@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DONE, FAILED, MISSING = "done", "failed", "missing"
+#: the validator that selects the grid point per task unless another is asked for
+DEFAULT_VALIDATOR = "snd"
 AVERAGE = "ave."
 NO_VALUE = "–"
 
@@ -48,6 +50,8 @@ METRICS = {"target": "target weighted F1", "source_holdout": "source held-out we
 _ENV_KEYS = ("boomda_version", "torch_version", "python_version", "machine", "cuda")
 #: config keys a grid varies on purpose (``data.shifts`` is compared on each run's modalities)
 _VARIED = {"train.method", "train.seed", "data.modalities"}
+#: further keys that differ on purpose between the tasks of a suite
+_TASK_VARIED = ("data.dataset", "data.shifts.")
 #: results.csv columns that come first, in this order
 _LEAD_COLUMNS = ["cell_id", "status", "train.method", "data.modalities", "train.seed",
                  "target.weighted_f1", "target.accuracy", "source_holdout.weighted_f1",
@@ -75,11 +79,26 @@ class RunRecord:
     wall_seconds: float | None = None
     #: the whole results.json (empty unless done)
     results: dict = field(default_factory=dict)
+    #: the suite task (grids with ``tasks``) and the sweep point (grids with ``sweep``)
+    task: str | None = None
+    point: str = ""
+    #: label-free validator scores of the trained model (``boomda.select``)
+    validators: dict = field(default_factory=dict)
 
     @property
     def subset(self) -> str:
         """The modality subset's label, e.g. ``fou+kar``."""
         return "+".join(self.modalities)
+
+    @property
+    def row(self) -> str:
+        """The table row: the method, with its sweep point when it has one."""
+        return f"{self.method} [{self.point}]" if self.point else (self.method or "")
+
+    @property
+    def column(self) -> str:
+        """The table column: the suite task, else the modality subset."""
+        return self.task or self.subset
 
     def describe(self) -> str:
         """``cell_id (method, subset, seed s)``, as far as known."""
@@ -119,6 +138,8 @@ def read_run(folder: str | Path) -> RunRecord:
         record.method, record.seed = train.get("method"), train.get("seed")
         record.modalities = tuple(data.get("modalities") or ())
         record.environment = record.config.get("environment") or {}
+        tags = record.config.get("tags") or {}
+        record.task, record.point = tags.get("task"), tags.get("point", "")
     if (folder / "results.json").is_file():
         results = record.results = _read_json(folder / "results.json")
         record.status = DONE
@@ -129,6 +150,7 @@ def read_run(folder: str | Path) -> RunRecord:
         record.target_f1, record.target_accuracy = target.get("weighted_f1"), target.get("accuracy")
         record.source_f1 = source.get("weighted_f1")
         record.wall_seconds = results.get("wall_seconds")
+        record.validators = results.get("validators") or {}
     elif (folder / "error.txt").is_file():
         record.status = FAILED
         lines = (folder / "error.txt").read_text().strip().splitlines()
@@ -271,9 +293,12 @@ def _first_appearance(items: Sequence[str]) -> list[str]:
 
 
 def subset_order(records: Sequence[RunRecord]) -> list[str]:
-    """The modality subsets present: pairs first, then larger subsets, each by first appearance
-    (a single modality, if any, before the pairs)."""
+    """The table columns present: suite tasks in order of first appearance; else the modality
+    subsets, pairs first, then larger subsets, each by first appearance (a single modality, if
+    any, before the pairs)."""
     placed = [r for r in records if r.modalities]
+    if any(r.task for r in placed):
+        return _first_appearance([r.column for r in placed])
     sizes = {r.subset: len(r.modalities) for r in placed}
     return sorted(_first_appearance([r.subset for r in placed]), key=sizes.__getitem__)
 
@@ -293,13 +318,13 @@ def aggregate(
     if metric not in METRICS:
         raise BoomdaError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     placed = [r for r in records if r.method and r.modalities]
-    rows = rows if rows is not None else _first_appearance([r.method for r in placed])
+    rows = rows if rows is not None else _first_appearance([r.row for r in placed])
     columns = columns if columns is not None else subset_order(placed)
     cells: dict[tuple[str, str], Stat] = {}
     for r in placed:
-        if r.method not in rows or r.subset not in columns:
+        if r.row not in rows or r.column not in columns:
             continue
-        stat = cells.setdefault((r.method, r.subset), Stat())
+        stat = cells.setdefault((r.row, r.column), Stat())
         value = r.target_f1 if metric == "target" else r.source_f1
         if r.status == DONE and value is not None:
             stat.values.append(float(value))
@@ -394,8 +419,11 @@ def _compared_settings(record: RunRecord) -> dict[str, Any]:
     """The run's data/train settings that a grid keeps fixed: shifts only of its own modalities,
     method options labelled with their method."""
     settings = {}
+    swept = {f"train.{item.partition('=')[0]}" for item in record.point.split(",") if item}
     for key, value in flatten({k: record.config.get(k) or {} for k in ("data", "train")}).items():
-        if key in _VARIED:
+        if key in _VARIED or key in swept:
+            continue
+        if record.task and key.startswith(_TASK_VARIED):
             continue
         if key.startswith("data.shifts.") and key.removeprefix("data.shifts.") \
                 not in record.modalities:
@@ -526,18 +554,146 @@ def default_figure_runs(records: Sequence[RunRecord], limit: int = 4) -> list[st
                         key=lambda r: (r.seed is None, r.seed or 0))
     chosen: dict[str, RunRecord] = {}
     for r in candidates:
-        chosen.setdefault(r.subset, r)
-    return [chosen[subset].cell_id for subset in subset_order(records) if subset in chosen][:limit]
+        chosen.setdefault(r.column, r)
+    return [chosen[column].cell_id for column in subset_order(records) if column in chosen][:limit]
 
 
 def method_order(records: Sequence[RunRecord]) -> list[str]:
-    """The methods present, in the paper's order, then any others by first appearance."""
+    """The table rows present: methods in the paper's order, then any others by first
+    appearance; a method's sweep points follow it in order of first appearance."""
     present = _first_appearance([r.method for r in records if r.method])
-    return [m for m in PAPER_ORDER if m in present] + [m for m in present if m not in PAPER_ORDER]
+    methods = [m for m in PAPER_ORDER if m in present] + [m for m in present
+                                                         if m not in PAPER_ORDER]
+    rows = _first_appearance([r.row for r in records if r.method])
+    return [row for m in methods for row in rows if row == m or row.startswith(f"{m} [")]
+
+
+@dataclass
+class SelectionTask:
+    """The sweep points of one method on one task: mean target F1 and mean validator scores
+    over seeds per point, and the point of the shipped defaults (None if not in the grid)."""
+
+    task: str
+    method: str
+    f1: dict[str, float]
+    scores: dict[str, dict[str, float]]
+    default: str | None
+
+    def selected(self, validator: str) -> str | None:
+        """The point with the best mean score of ``validator`` (None if no finite score)."""
+        from boomda.select import select_point
+
+        try:
+            return select_point(self.scores.get(validator, {}))
+        except BoomdaError:
+            return None
+
+    def best(self) -> str:
+        """The point with the best mean target F1 (reads target labels: for reporting only)."""
+        return max(self.f1, key=self.f1.__getitem__)
+
+    def correlation(self, validator: str) -> float:
+        """Spearman correlation between the validator's mean scores and the mean target F1
+        over the points that have both."""
+        from boomda.select import spearman
+
+        pts = [p for p in self.f1 if math.isfinite(self.scores.get(validator, {}).get(p, math.nan))]
+        return spearman(np.array([self.scores[validator][p] for p in pts]),
+                        np.array([self.f1[p] for p in pts]))
+
+
+def is_default_point(point: str) -> bool:
+    """Whether every option of a sweep point (``key=value,...``) has its shipped default."""
+    from boomda.config import TrainConfig, coerce
+
+    defaults = TrainConfig()
+    for item in filter(None, point.split(",")):
+        key, _, value = item.partition("=")
+        if not hasattr(defaults, key):
+            return False
+        default = getattr(defaults, key)
+        if coerce(yaml.safe_load(value), default, key) != default:
+            return False
+    return True
+
+
+def selection_tasks(records: Sequence[RunRecord]) -> list[SelectionTask]:
+    """One :class:`SelectionTask` per (task or subset, method) with at least two sweep points."""
+    from boomda.select import VALIDATORS
+
+    done = [r for r in records if r.status == DONE and r.point and r.target_f1 is not None]
+    out = []
+    for column in _first_appearance([r.column for r in done]):
+        for method in _first_appearance([r.method for r in done if r.column == column]):
+            runs = [r for r in done if r.column == column and r.method == method]
+            points = _first_appearance([r.point for r in runs])
+            if len(points) < 2:
+                continue
+            f1 = {p: statistics.fmean(r.target_f1 for r in runs if r.point == p) for p in points}
+            scores = {}
+            for v in VALIDATORS:
+                scores[v] = {}
+                for p in points:
+                    values = [r.validators.get(v) for r in runs if r.point == p]
+                    finite = [x for x in values if x is not None and math.isfinite(x)]
+                    scores[v][p] = statistics.fmean(finite) if finite else math.nan
+            default = next((p for p in points if is_default_point(p)), None)
+            out.append(SelectionTask(column, method, f1, scores, default))
+    return out
+
+
+def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
+    """The selection table (per task: the default point, the point the validator selects, and
+    the best point by target labels) and each validator's selected F1 and rank correlation."""
+    from boomda.select import VALIDATORS
+
+    if validator not in VALIDATORS:
+        raise BoomdaError(f"unknown validator {validator!r}; choose from "
+                          f"{', '.join(VALIDATORS)}")
+
+    def f1_text(task: SelectionTask, point: str | None) -> str:
+        return NO_VALUE if point is None else f"{task.f1[point]:.2f} ({point})"
+
+    body = []
+    for t in tasks:
+        body.append([t.task, t.method, f1_text(t, t.default), f1_text(t, t.selected(validator)),
+                     f1_text(t, t.best())])
+
+    def mean_of(values: list[float | None]) -> str:
+        return NO_VALUE if not values or any(v is None for v in values) \
+            else f"{statistics.fmean(values):.2f}"
+
+    body.append(["**average**", "",
+                 mean_of([t.f1[t.default] if t.default else None for t in tasks]),
+                 mean_of([t.f1[p] if (p := t.selected(validator)) else None for t in tasks]),
+                 mean_of([t.f1[t.best()] for t in tasks])])
+    text = _markdown(["task", "method", "default", f"selected by `{validator}`",
+                      "best by target labels (reads them; reporting only)"], body, 2)
+    text += ("\n\nTarget weighted F1 (x100), mean over seeds, of one grid point per task; the "
+             "point is in brackets. `default`: the shipped defaults (– when not in the grid). "
+             "The selected point maximises the validator's mean score over seeds, computed from "
+             "source labels and unlabelled target data only; the last column reads target labels "
+             "and is an upper bound for any selection rule, not a usable one.")
+    rows = []
+    for v in VALIDATORS:
+        picked = [t.f1[p] if (p := t.selected(v)) else None for t in tasks]
+        corr = [t.correlation(v) for t in tasks]
+        finite = [c for c in corr if math.isfinite(c)]
+        rows.append([f"`{v}`", mean_of(picked),
+                     f"{statistics.fmean(finite):+.2f}" if finite else NO_VALUE,
+                     " ".join(f"{c:+.2f}" if math.isfinite(c) else NO_VALUE for c in corr),
+                     VALIDATORS[v].description])
+    text += "\n\n" + _markdown(["validator", "mean F1 of its selection", "mean Spearman ρ",
+                                 "ρ per task (" + ", ".join(t.task for t in tasks) + ")",
+                                 "what it scores"], rows, 1)
+    text += ("\n\nSpearman ρ: rank correlation, per task, between the validator's mean score "
+             "and the mean target F1 over the grid points; 1 would rank the points exactly as "
+             "the target labels do.")
+    return text
 
 
 def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
-                     figures: dict[str, Path]) -> str:
+                     figures: dict[str, Path], validator: str = DEFAULT_VALIDATOR) -> str:
     by_status = {s: [r for r in records if r.status == s] for s in (DONE, FAILED, MISSING)}
     parts = [f"# Grid report: {grid.name}",
              f"{_count(len(records), 'run')}: {len(by_status[DONE])} done, "
@@ -560,6 +716,10 @@ def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
     ablation = render_table2(table)
     if ablation is not None:
         parts.append("## Ablation (Table 2 layout)\n\n" + ablation)
+    chosen = selection_tasks(records)
+    if chosen:
+        parts.append(f"## Label-free selection of the grid point\n\n"
+                     f"{render_selection(chosen, validator)}")
     source = aggregate(records, table.rows, table.columns, metric="source_holdout")
     if source.has_values:
         parts.append("## Source held-out weighted F1\n\n" + render_table1(source))
@@ -569,8 +729,8 @@ def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
     return "\n\n".join(parts) + "\n"
 
 
-def _write_report(grid_dir: str | Path,
-                  figure_runs: list[str] | None) -> tuple[dict[str, Path], Table]:
+def _write_report(grid_dir: str | Path, figure_runs: list[str] | None,
+                  validator: str = DEFAULT_VALIDATOR) -> tuple[dict[str, Path], Table]:
     grid = Path(grid_dir)
     records = collect_runs(grid)
     table = aggregate(records, rows=method_order(records))
@@ -582,25 +742,38 @@ def _write_report(grid_dir: str | Path,
         figures[cell_id] = plot_dynamics(grid / "runs" / cell_id,
                                          grid / "figures" / f"{cell_id}.png")
     report = grid / "report.md"
-    atomic_write_text(report, _report_markdown(grid, records, table, figures))
+    atomic_write_text(report, _report_markdown(grid, records, table, figures, validator))
     paths["report.md"] = report
     paths.update({f"figures/{path.name}": path for path in figures.values()})
     return paths, table
 
 
-def write_report(grid_dir: str | Path, figure_runs: list[str] | None = None) -> dict[str, Path]:
+def write_report(grid_dir: str | Path, figure_runs: list[str] | None = None,
+                 validator: str = DEFAULT_VALIDATOR) -> dict[str, Path]:
     """Write ``results.csv``, ``report.md`` and ``figures/<cell_id>.png`` into ``grid_dir``
-    (each atomically); figures for ``figure_runs`` or :func:`default_figure_runs`.
+    (each atomically); figures for ``figure_runs`` or :func:`default_figure_runs`; in a grid
+    with a sweep, the grid point is selected per task by ``validator``.
     Returns the written paths by name."""
-    return _write_report(grid_dir, figure_runs)[0]
+    return _write_report(grid_dir, figure_runs, validator)[0]
 
 
-def main_report(directory: str, figure_runs: list[str] | None = None) -> int:
-    """``boomda report``: write the report of a grid folder, print its paths and Table 1."""
-    paths, table = _write_report(directory, figure_runs)
+def main_report(directory: str, figure_runs: list[str] | None = None,
+                validator: str = DEFAULT_VALIDATOR) -> int:
+    """``boomda report``: write the report of a grid folder, print its paths and Table 1 (and
+    the selection table for a grid with a sweep)."""
+    from boomda.select import VALIDATORS
+
+    if validator not in VALIDATORS:
+        raise BoomdaError(f"unknown validator {validator!r}; choose from "
+                          f"{', '.join(VALIDATORS)}")
+    paths, table = _write_report(directory, figure_runs, validator)
     for path in paths.values():
         print(path)
     print()
     print(render_table1(table) if table.has_values
           else "No finished runs yet: nothing to tabulate.")
+    chosen = selection_tasks(collect_runs(directory))
+    if chosen:
+        print()
+        print(render_selection(chosen, validator))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import socket
@@ -28,10 +29,15 @@ from boomda.train import StepLog
 
 
 def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
-    """``mfeat`` (embedded) or a ``.npz`` file with one array per modality and ``labels``
+    """``mfeat`` (embedded), ``htad`` (read from the ``multiviewstacking`` package, see
+    :mod:`boomda.data.htad`) or a ``.npz`` file with one array per modality and ``labels``
     (optional when ``labels_required`` is False)."""
     if dataset == "mfeat":
         return load_multiple_features()
+    if dataset == "htad":
+        from boomda.data.htad import load_htad
+
+        return load_htad()
     path = Path(dataset)
     if not path.is_file():
         raise DataError(f"dataset {dataset!r}: no such file (use 'mfeat' for the embedded data "
@@ -144,9 +150,14 @@ def run_experiment(
     os.replace(partial, folder / "metrics.jsonl")
 
     last = adapter.history[-1]
+    from boomda.select import score_model
+
     results = {
         "method": config.train.method,
         "gamma_solver": config.train.gamma_solver,
+        "gamma_normalization": config.train.gamma_normalization,
+        "ca_form": config.train.ca_form,
+        **config.tags,
         "modalities": list(pair.modalities),
         "seed": config.train.seed,
         "target": adapter.evaluate(pair.target, "target"),
@@ -155,6 +166,10 @@ def run_experiment(
                            else None),
         "final_gamma": (dict(zip(list(pair.modalities) + ["fused"], last.gamma, strict=True))
                         if last.gamma is not None else None),
+        # label-free scores of the trained model (boomda.select): source labels and unlabelled
+        # target data only
+        "validators": {k: (v if math.isfinite(v) else None)
+                       for k, v in score_model(adapter, pair).items()},
         "raw": ({k: pair.info[k] for k in ("n_utterances", "skipped_missing",
                                            "skipped_unreadable", "cache")}
                 if config.raw is not None else None),

@@ -93,13 +93,64 @@ class MaskShift:
         return out
 
 
-Shift = NoShift | NoiseShift | ScaleNoiseShift | MaskShift
+@dataclass(frozen=True)
+class BlockShift:
+    """Structured masking: one contiguous block of ``round(fraction * D)`` features, at a random
+    position drawn once for the whole domain, is set to ``value`` in every sample (a group of
+    sensor channels or a band of descriptors that failed in the target domain).
+    """
+
+    fraction: float = 0.3
+    value: float = 0.0
+    kind: str = "block"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ConfigError(f"block.fraction must lie in [0, 1], got {self.fraction}")
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        d = x.shape[1]
+        k = int(round(self.fraction * d))
+        start = int(rng.integers(0, d - k + 1))
+        out = x.copy()
+        out[:, start:start + k] = np.float32(self.value)
+        return out
+
+
+@dataclass(frozen=True)
+class RescaleShift:
+    """Structured rescaling: a random subset of ``round(fraction * D)`` features, drawn once for
+    the whole domain, is multiplied by ``scale`` in every sample (a gain or unit change of some
+    channels), the other features are unchanged.
+    """
+
+    fraction: float = 0.5
+    scale: float = 3.0
+    kind: str = "rescale"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ConfigError(f"rescale.fraction must lie in [0, 1], got {self.fraction}")
+        _positive("rescale.scale", self.scale)
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        d = x.shape[1]
+        k = int(round(self.fraction * d))
+        columns = rng.permutation(d)[:k]
+        out = x.copy()
+        out[:, columns] *= np.float32(self.scale)
+        return out
+
+
+Shift = NoShift | NoiseShift | ScaleNoiseShift | MaskShift | BlockShift | RescaleShift
 
 _KINDS: dict[str, type] = {
     "none": NoShift,
     "noise": NoiseShift,
     "scale_noise": ScaleNoiseShift,
     "mask": MaskShift,
+    "block": BlockShift,
+    "rescale": RescaleShift,
 }
 
 
@@ -116,7 +167,8 @@ def _add_noise(x: np.ndarray, snr: float, rng: np.random.Generator) -> np.ndarra
 
 def parse_shift(spec: str | Mapping | Shift) -> Shift:
     """Build a shift from ``"noise:snr=1.0"``, ``"scale_noise:scale=0.2,snr=0.5"``,
-    ``"mask:fraction=0.4"``, ``"none"``, or a mapping ``{"kind": "noise", "snr": 1.0}``."""
+    ``"mask:fraction=0.4"``, ``"block:fraction=0.3"``, ``"rescale:fraction=0.5,scale=3"``,
+    ``"none"``, or a mapping ``{"kind": "noise", "snr": 1.0}``."""
     if isinstance(spec, tuple(_KINDS.values())):
         return spec
     if isinstance(spec, str):

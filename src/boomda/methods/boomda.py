@@ -4,7 +4,9 @@ Total loss, Eq. (14):  L = L_IB + alpha_1 * L_PL + alpha_2 * sum_{m in [M+1]} ga
 
 with L_IB the information-bottleneck loss over all M+1 heads (Eq. 5), L_PL the fused head's
 cross-entropy on voted pseudo-labels (Eqs. 6-9), L_m^CA correlation alignment per modality and for
-the fused representation (Eq. 10), and gamma from a balancing strategy (detached).
+the fused representation (Eq. 10, in the form ``config.ca_form``), and gamma from a balancing
+strategy (detached), ``config.gamma_solver`` on gradients normalised by
+``config.gamma_normalization``.
 
 Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl`` (PL only),
 ``uniform`` (CA + PL, gamma = 1/(M+1)), ``boomda`` (CA + PL, balanced).
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from boomda.balance import AlignmentProblem, make_balancer
 from boomda.config import TrainConfig
-from boomda.losses import coral_loss, pseudo_label_loss, vote_pseudo_labels
+from boomda.losses import alignment_loss, pseudo_label_loss, vote_pseudo_labels
 from boomda.methods.base import Batch, Method, MethodOutput, joint_forward, source_loss
 from boomda.nn.net import MultimodalNet
 
@@ -32,7 +34,8 @@ class BoomdaMethod(Method):
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
-        self.balancer = make_balancer(self.fixed_solver or config.gamma_solver)
+        self.balancer = make_balancer(self.fixed_solver or config.gamma_solver,
+                                      config.gamma_normalization)
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         cfg = self.config
@@ -46,8 +49,9 @@ class BoomdaMethod(Method):
             result.pseudo_keep, result.pseudo_labels = keep, labels
         if self.use_ca:
             names = self.net.modalities + ["fused"]
-            losses = [coral_loss(z[:n], z[n:]) for z in out.reps]
-            losses.append(coral_loss(out.fused[:n], out.fused[n:]))
+            form = cfg.ca_form
+            losses = [alignment_loss(z[:n], z[n:], form) for z in out.reps]
+            losses.append(alignment_loss(out.fused[:n], out.fused[n:], form))
             balance = self.balancer(
                 AlignmentProblem(losses, out.reps, self.net.encoder_parameters())
             )

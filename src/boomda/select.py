@@ -1,0 +1,257 @@
+"""Label-free model selection for unsupervised domain adaptation.
+
+Each validator rates a trained model from labelled source data and *unlabelled* target data
+only; target labels are never read. Higher is better for every validator, so that a sweep picks
+its point with :func:`select_point`. :func:`spearman` measures how well a validator ranks the
+points of a sweep against their (diagnostic) target accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from boomda.errors import BoomdaError, DataError
+from boomda.evaluate import predict_outputs
+
+_EPS = 1e-12
+#: log-odds of the DEV domain classifier are clipped to +-this value before exp() (no overflow)
+_MAX_LOG_ODDS = 50.0
+
+
+@dataclass(frozen=True)
+class Validator:
+    """A validator's registry entry. ``needs_holdout``: it reads labelled held-out source
+    samples, so it is ``nan`` for a pair without (at least 2 of) them."""
+
+    name: str
+    description: str
+    needs_holdout: bool
+
+
+VALIDATORS: dict[str, Validator] = {
+    v.name: v for v in (
+        Validator("source_risk", "minus the cross-entropy on held-out labelled source samples",
+                  True),
+        Validator("im", "information maximisation on the target: diversity of the predictions "
+                  "minus their mean entropy", False),
+        Validator("snd", "soft neighbourhood density: entropy of each target sample's softmax "
+                  "similarity to the other target samples", False),
+        Validator("dev", "deep embedded validation: importance-weighted source-validation loss "
+                  "with a control variate, negated", True),
+    )
+}
+
+
+def _entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row of ``probs`` (0 log 0 = 0)."""
+    return -np.sum(probs * np.log(np.clip(probs, _EPS, None)), axis=-1)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (N, C) -> (N, C) in float64, shifted by the row maximum for stability."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy ``-log max(p_i[y_i], 1e-12)``: probs (N, C), labels (N,) -> (N,)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    return -np.log(np.clip(p[np.arange(len(y)), y], _EPS, None))
+
+
+def source_risk(probs_source: np.ndarray, labels_source: np.ndarray) -> float:
+    """Minus the mean cross-entropy of held-out labelled source samples, ``-mean_i CE_i``
+    (the source-risk baseline of You et al., ICML 2019, Sec. 2).
+
+    ``probs_source``: softmax probabilities (N, C); ``labels_source``: class indices (N,).
+    Probabilities are clipped at 1e-12 before the log. ``nan`` when N = 0.
+    """
+    if len(labels_source) == 0:
+        return float("nan")
+    return -float(cross_entropy(probs_source, labels_source).mean())
+
+
+def information_maximization(probs_target: np.ndarray) -> float:
+    """Information maximisation ``H(mean_i p_i) - mean_i H(p_i)`` in nats (Shi & Sha, ICML 2012;
+    Liang et al., SHOT, ICML 2020): the diversity of the target predictions minus their mean
+    entropy. ``probs_target``: softmax probabilities (N, C); the score lies in [0, log C]
+    (entropy is concave). ``nan`` when N = 0.
+    """
+    p = np.asarray(probs_target, dtype=np.float64)
+    if len(p) == 0:
+        return float("nan")
+    return float(_entropy(p.mean(axis=0)) - _entropy(p).mean())
+
+
+def soft_neighborhood_density(probs_target: np.ndarray, temperature: float = 0.05,
+                              block: int = 2000) -> float:
+    """Soft neighbourhood density (Saito et al., "Tune it the right way: unsupervised validation
+    of domain adaptation via soft neighborhood density", ICCV 2021).
+
+    With ``P`` the target probabilities (N, C), each row L2-normalised, ``S = P P^T`` and, for
+    each row i, ``q_ij = softmax_{j != i}(S_ij / temperature)`` over the N-1 other samples; the
+    score is ``mean_i H(q_i)`` in nats. Computed in blocks of ``block`` rows, so memory is
+    O(block * N). ``nan`` when N < 2.
+    """
+    if temperature <= 0:
+        raise BoomdaError(f"temperature must be positive, got {temperature}")
+    p = np.asarray(probs_target, dtype=np.float64)
+    n = len(p)
+    if n < 2:
+        return float("nan")
+    p = p / np.clip(np.linalg.norm(p, axis=1, keepdims=True), _EPS, None)
+    total = 0.0
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        s = p[rows] @ p.T / temperature
+        s[np.arange(len(rows)), rows] = -np.inf
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        s[np.arange(len(rows)), rows] = 0.0
+        z = e.sum(axis=1)
+        # H(q) = -sum_j q_j (s_j - log z) = log z - sum_j q_j s_j  (q_ii = 0)
+        total += float(np.sum(np.log(z) - np.sum(e * s, axis=1) / z))
+    return total / n
+
+
+def density_ratios(features_source_train: np.ndarray, features_source_val: np.ndarray,
+                   features_target: np.ndarray, l2: float = 1e-2) -> np.ndarray:
+    """DEV's importance weights ``w_i = (N_s / N_t) p(target|x_i) / p(source|x_i)`` (N_v,) of the
+    source-validation samples (You et al., ICML 2019, Sec. 4.1).
+
+    The domain classifier is a logistic regression, source = 0 / target = 1, fitted on the
+    source-train (N_s, D) and target (N_t, D) features after standardising all three sets with
+    the pooled mean and standard deviation of those two; it minimises
+    ``mean_i BCE_i + l2 / 2 * ||w||^2`` (bias not penalised) by L-BFGS from zero, in float64
+    (deterministic). The log-odds are clipped to +-50 before the exponential.
+    """
+    xs = np.asarray(features_source_train, dtype=np.float64)
+    xt = np.asarray(features_target, dtype=np.float64)
+    xv = np.asarray(features_source_val, dtype=np.float64)
+    if len(xs) == 0 or len(xt) == 0:
+        raise DataError("density_ratios: the source-train and target features must be non-empty")
+    pooled = np.concatenate([xs, xt])
+    mean, std = pooled.mean(axis=0), pooled.std(axis=0)
+    std[std == 0] = 1.0
+    x = torch.from_numpy((pooled - mean) / std)
+    y = torch.cat([torch.zeros(len(xs), dtype=torch.float64),
+                   torch.ones(len(xt), dtype=torch.float64)])
+    params = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=500, tolerance_grad=1e-10,
+                                  tolerance_change=1e-14, history_size=20,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = x @ params[:-1] + params[-1]
+        loss = (F.binary_cross_entropy_with_logits(logits, y)
+                + 0.5 * l2 * params[:-1].pow(2).sum())
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    coef = params.detach().numpy()
+    log_odds = ((xv - mean) / std) @ coef[:-1] + coef[-1]
+    return len(xs) / len(xt) * np.exp(np.clip(log_odds, -_MAX_LOG_ODDS, _MAX_LOG_ODDS))
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """DEV's control-variate risk estimate (You et al., ICML 2019, Eq. 6 and Alg. 1):
+    ``mean(w l) + eta mean(w) - eta`` with ``eta = -Cov(w l, w) / Var(w)`` (sample covariance
+    and variance; ``eta = 0`` when Var(w) = 0). ``losses``, ``weights``: (N,). ``nan`` when N < 2.
+    """
+    loss = np.asarray(losses, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if len(loss) < 2:
+        return float("nan")
+    weighted = w * loss
+    var = np.var(w, ddof=1)
+    eta = 0.0 if var == 0 else -np.cov(weighted, w, ddof=1)[0, 1] / var
+    return float(weighted.mean() + eta * w.mean() - eta)
+
+
+def deep_embedded_validation(features_source_train: np.ndarray,
+                             features_source_val: np.ndarray, features_target: np.ndarray,
+                             losses_source_val: np.ndarray, l2: float = 1e-2) -> float:
+    """Deep embedded validation (You et al., "Towards accurate model selection in deep
+    unsupervised domain adaptation", ICML 2019): ``-dev_risk(l, w)``, with ``w`` the
+    :func:`density_ratios` (N_v,) of the source-validation features and ``l`` their per-sample
+    losses (N_v,). Features: (N_s, D), (N_v, D), (N_t, D). ``nan`` when N_v < 2.
+    """
+    if len(losses_source_val) < 2:
+        return float("nan")
+    w = density_ratios(features_source_train, features_source_val, features_target, l2)
+    return -dev_risk(losses_source_val, w)
+
+
+def score_model(adapter, pair) -> dict[str, float]:
+    """Every validator of :data:`VALIDATORS` for a trained ``DomainAdapter`` on a ``DomainPair``.
+
+    Representations are the fused Z_{M+1} and probabilities the softmax of the fused head.
+    ``source_risk`` and ``dev`` need ``pair.source_holdout`` and are ``nan`` when it is None or
+    holds fewer than 2 samples. The target's labels are never read.
+    """
+    net = adapter.net
+    if net is None:
+        raise BoomdaError("the model is not trained yet: call fit() or load() first")
+    feats_t, logits_t = predict_outputs(net, pair.target, adapter.device)
+    probs_t = softmax(logits_t)
+    scores = {"source_risk": float("nan"), "im": information_maximization(probs_t),
+              "snd": soft_neighborhood_density(probs_t), "dev": float("nan")}
+    holdout = pair.source_holdout
+    if holdout is not None and len(holdout) >= 2:
+        feats_s, _ = predict_outputs(net, pair.source, adapter.device)
+        feats_v, logits_v = predict_outputs(net, holdout, adapter.device)
+        probs_v = softmax(logits_v)
+        scores["source_risk"] = source_risk(probs_v, holdout.labels)
+        scores["dev"] = deep_embedded_validation(feats_s, feats_v, feats_t,
+                                                 cross_entropy(probs_v, holdout.labels))
+    return {name: scores[name] for name in VALIDATORS}
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..N, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values), dtype=np.float64)
+    for lo, hi in zip(starts, ends, strict=True):
+        ranks[order[lo:hi]] = (lo + hi + 1) / 2.0
+    return ranks
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation: the Pearson correlation of the average ranks of ``x`` and
+    ``y`` (both (N,)). ``nan`` when N < 2 or either input is constant."""
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise DataError(f"spearman: expected two 1-D arrays of equal length, got {a.shape} "
+                        f"and {b.shape}")
+    if len(a) < 2:
+        return float("nan")
+    ra = _average_ranks(a) - (len(a) + 1) / 2.0
+    rb = _average_ranks(b) - (len(b) + 1) / 2.0
+    denom = np.sqrt(np.sum(ra * ra) * np.sum(rb * rb))
+    return float(np.sum(ra * rb) / denom) if denom > 0 else float("nan")
+
+
+def select_point(scores: Mapping[str, float]) -> str:
+    """The key of the highest finite score (the first such key on ties)."""
+    best: str | None = None
+    for key, value in scores.items():
+        if np.isfinite(value) and (best is None or value > scores[best]):
+            best = key
+    if best is None:
+        raise BoomdaError(f"select_point: no finite score among {len(scores)} point(s) "
+                          f"({', '.join(map(str, scores)) or 'none'})")
+    return best
