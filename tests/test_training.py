@@ -10,7 +10,7 @@ import yaml
 from boomda import DomainAdapter, DomainPair, MultimodalData, load_multiple_features
 from boomda.balance import BALANCERS
 from boomda.cli import main
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, TrainConfig
 from boomda.methods import METHODS
 from tests.conftest import make_views
 
@@ -39,7 +39,7 @@ def test_every_method_trains_and_logs(method):
     if has_ca:
         assert sum(last.gamma) == pytest.approx(1.0, abs=1e-6) and min(last.gamma) >= 0
         assert {f"ca_{m}" for m in ["m0", "m1", "m2", "fused"]} <= set(last.terms)
-        assert last.weights["ca_m0"] == pytest.approx(0.1 * last.gamma[0])
+        assert last.weights["ca_m0"] == pytest.approx(TrainConfig().alpha2 * last.gamma[0])
     if method == "uniform":
         assert last.gamma == pytest.approx([0.25] * 4) and last.r is None
     if method in ("pl", "uniform", "boomda"):

@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, help="override the epochs of every cell")
     bench.add_argument("--select", metavar="VALIDATOR", default=None,
                        help="label-free validator that picks each task's grid point in a grid "
-                            "with a sweep: source_risk, im, snd, dev (default snd)")
+                            "with a sweep: source_risk, im, snd, dev (default im)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     predict = sub.add_parser(
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("directory", help="grid folder written by boomda bench")
     report.add_argument("--select", metavar="VALIDATOR", default=None,
                         help="label-free validator that picks each task's grid point in a grid "
-                             "with a sweep: source_risk, im, snd, dev (default snd)")
+                             "with a sweep: source_risk, im, snd, dev (default im)")
     report.add_argument("--figure", action="append", default=None, metavar="CELL",
                         help="cell id to plot training dynamics for (repeatable)")
     return parser

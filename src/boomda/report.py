@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 DONE, FAILED, MISSING = "done", "failed", "missing"
 #: the validator that selects the grid point per task unless another is asked for
-DEFAULT_VALIDATOR = "snd"
+DEFAULT_VALIDATOR = "im"
 AVERAGE = "ave."
 NO_VALUE = "–"
 
@@ -674,6 +674,8 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
              "The selected point maximises the validator's mean score over seeds, computed from "
              "source labels and unlabelled target data only; the last column reads target labels "
              "and is an upper bound for any selection rule, not a usable one.")
+    several = len({t.method for t in tasks}) > 1
+    labels = [f"{t.task} ({t.method})" if several else t.task for t in tasks]
     rows = []
     for v in VALIDATORS:
         picked = [t.f1[p] if (p := t.selected(v)) else None for t in tasks]
@@ -684,7 +686,7 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
                      " ".join(f"{c:+.2f}" if math.isfinite(c) else NO_VALUE for c in corr),
                      VALIDATORS[v].description])
     text += "\n\n" + _markdown(["validator", "mean F1 of its selection", "mean Spearman ρ",
-                                 "ρ per task (" + ", ".join(t.task for t in tasks) + ")",
+                                 "ρ per task (" + ", ".join(labels) + ")",
                                  "what it scores"], rows, 1)
     text += ("\n\nSpearman ρ: rank correlation, per task, between the validator's mean score "
              "and the mean target F1 over the grid points; 1 would rank the points exactly as "
