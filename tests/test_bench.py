@@ -202,3 +202,20 @@ def test_sweep_and_task_errors():
         GridSpec.from_dict(_spec(sweep={"ca_form": ["frob"]}))
     with pytest.raises(ConfigError, match="tasks: expected a non-empty mapping"):
         GridSpec.from_dict(_spec(tasks=["t1"]))
+
+
+def test_shipped_suite_grids_parse_and_keep_dev_and_test_apart():
+    configs = Path(__file__).parents[1] / "configs"
+    dev = yaml.safe_load((configs / "suite-dev.yaml").read_text())["tasks"]
+    test = yaml.safe_load((configs / "suite-test.yaml").read_text())["tasks"]
+    assert len(dev) + len(test) >= 6 and not set(dev) & set(test)
+    # no test task repeats a development task's data and shifts
+    assert not [t for t in test.values() if t in dev.values()]
+    counts = {}
+    for name in ("grid-suite-table", "grid-suite-select", "grid-suite-dev-forms",
+                 "grid-suite-dev-balance"):
+        spec = GridSpec.from_yaml(configs / f"{name}.yaml")
+        counts[name] = len(spec.cells())
+    assert counts == {"grid-suite-table": 11 * 6 * 3, "grid-suite-select": 6 * 6 * 3,
+                      "grid-suite-dev-forms": 4 * (1 + 2 * 10), "grid-suite-dev-balance":
+                      4 * 2 * (2 + 7)}

@@ -130,6 +130,10 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     results = json.loads((folder / "results.json").read_text())
     assert 0 <= results["target"]["weighted_f1"] <= 100
     assert set(results["final_gamma"]) == {"fou", "mor", "fused"}
+    assert results["ca_form"] == "correlation" and results["gamma_normalization"] == "none"
+    # the label-free validators of the trained model (each checked in tests/test_select.py)
+    assert set(results["validators"]) == {"source_risk", "im", "snd", "dev"}
+    assert all(np.isfinite(v) for v in results["validators"].values())
     loaded = DomainAdapter.load(folder / "model.pt")
     assert loaded.net.modalities == ["fou", "mor"]
 

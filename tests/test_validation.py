@@ -119,6 +119,12 @@ def test_cli_reports_errors_without_traceback(capsys):
     assert main(["run", "--modalities", "fou,kar", "--vote-threshold", "4",
                  "--no-progress"]) == 2
     assert "exceeds M+1 = 3" in capsys.readouterr().err
+    assert main(["run", "--ca-form", "frob", "--no-progress"]) == 2
+    assert "unknown ca_form 'frob'" in capsys.readouterr().err
+    assert main(["run", "--gamma-normalization", "l3", "--no-progress"]) == 2
+    assert "unknown gamma_normalization 'l3'" in capsys.readouterr().err
+    assert main(["bench", "configs/grid-ablation.yaml", "--select", "oracle"]) == 2
+    assert "--select 'oracle': choose a validator" in capsys.readouterr().err
 
 
 def test_shipped_config_spells_out_the_defaults():
