@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from boomda.bench import GridSpec, cell_status, run_grid
+from boomda.config import TrainConfig
 from boomda.errors import BoomdaError, ConfigError
 
 TINY_TRAIN = {"epochs": 3, "dim": 16, "hidden": 32}
@@ -185,7 +186,7 @@ def test_suite_tasks_and_sweep_points_make_the_cells(tmp_path):
     assert cell.config.data.shifts == {"mor": "block:fraction=0.5"}
     assert cell.config.tags == {"task": "t2", "point": "alpha2=10,gamma_normalization=loss"}
     assert by_id["pl__t1__seed0"].config.tags == {"task": "t1"}
-    assert by_id["pl__t1__seed0"].config.train.alpha2 == 0.1
+    assert by_id["pl__t1__seed0"].config.train.alpha2 == TrainConfig().alpha2
     # a list of points instead of a product
     listed = GridSpec.from_dict(_spec(sweep=[{"ca_form": "paper", "alpha2": 0.001},
                                              {"ca_form": "relative", "alpha2": 3}]))

@@ -264,7 +264,7 @@ def _sweep_cell(g, task, point, seed, f1, validators):
 def test_selection_table_default_selected_best_and_correlations(tmp_path):
     """Two tasks x three points x two seeds with hand-set F1 and validator scores."""
     g = tmp_path / "grid"
-    points = ["alpha2=0.1", "alpha2=1", "alpha2=10"]  # alpha2=0.1 is the shipped default
+    points = ["alpha2=100", "alpha2=1", "alpha2=10"]  # alpha2=100 is the shipped default
     f1 = {"a": [70.0, 80.0, 90.0], "b": [60.0, 50.0, 40.0]}
     # snd ranks the points exactly as F1 does on a, and wrongly on b; im is constant
     snd = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}
@@ -277,11 +277,11 @@ def test_selection_table_default_selected_best_and_correlations(tmp_path):
     chosen = selection_tasks(collect_runs(g))
     assert [(t.task, t.method) for t in chosen] == [("a", "boomda"), ("b", "boomda")]
     a, b = chosen
-    assert a.f1 == pytest.approx({"alpha2=0.1": 70.0, "alpha2=1": 80.0, "alpha2=10": 90.0})
-    assert a.default == "alpha2=0.1" and a.best() == "alpha2=10"
+    assert a.f1 == pytest.approx({"alpha2=100": 70.0, "alpha2=1": 80.0, "alpha2=10": 90.0})
+    assert a.default == "alpha2=100" and a.best() == "alpha2=10"
     assert a.selected("snd") == "alpha2=10" and b.selected("snd") == "alpha2=10"
-    assert b.selected("dev") == "alpha2=0.1"
-    assert a.selected("im") == "alpha2=0.1"  # ties: the first point
+    assert b.selected("dev") == "alpha2=100"
+    assert a.selected("im") == "alpha2=100"  # ties: the first point (in cell-id order)
     assert a.selected("source_risk") is None
     assert a.correlation("snd") == pytest.approx(1.0) and b.correlation("snd") == \
         pytest.approx(-1.0)

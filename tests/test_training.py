@@ -116,6 +116,7 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "target          weighted F1" in out and "final gamma" in out
+    assert "label-free      source_risk=" in out
     folder = tmp_path / "runs" / "r1"
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.yaml", "metrics.jsonl", "model.pt", "results.json"]

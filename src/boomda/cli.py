@@ -179,6 +179,10 @@ def _summary(result) -> str:
     if r["final_gamma"] is not None:
         lines.append("final gamma     " + "  ".join(f"{k}={v:.3f}"
                                                     for k, v in r["final_gamma"].items()))
+    if r.get("validators"):
+        lines.append("label-free      " + "  ".join(
+            f"{k}={v:.3f}" if v is not None else f"{k}=–" for k, v in r["validators"].items())
+            + "   (validators, higher is better)")
     raw = r.get("raw")
     if raw is not None:
         skipped = raw["skipped_missing"] + raw["skipped_unreadable"]
