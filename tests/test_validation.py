@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import yaml
 
 from boomda import DomainAdapter, DomainPair, MultimodalData, RunConfig, TrainConfig
 from boomda.cli import main
@@ -132,3 +133,57 @@ def test_shipped_config_spells_out_the_defaults():
 
     shipped = RunConfig.from_yaml(Path(__file__).parents[1] / "configs" / "embedded.yaml")
     assert shipped.to_dict() == RunConfig().to_dict()
+
+
+def test_readme_own_data_command_works_as_written(tmp_path, monkeypatch, capsys):
+    """The README's command on a .npz with other modality names: the embedded data's default
+    views and shifts do not apply to another data set."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("d.npz", audio=rng.random((200, 8)), video=rng.random((200, 6)),
+             labels=np.arange(200) % 4)
+    code = main(["run", "--dataset", "d.npz", "--modalities", "audio,video", "--shift",
+                 "audio=noise:snr=1", "--epochs", "1", "--no-progress", "--name", "own"])
+    assert code == 0, capsys.readouterr().err
+    resolved = yaml.safe_load((tmp_path / "runs" / "own" / "config.yaml").read_text())
+    assert resolved["data"]["shifts"] == {"audio": "noise:snr=1"}
+    # without --modalities: every array of the file but labels
+    assert main(["run", "--dataset", "d.npz", "--epochs", "1", "--no-progress",
+                 "--name", "all"]) == 0
+    resolved = yaml.safe_load((tmp_path / "runs" / "all" / "config.yaml").read_text())
+    assert resolved["data"]["modalities"] == ["audio", "video"]
+    assert resolved["data"]["shifts"] == {}
+    # the same from a config file that names only the data set
+    config = RunConfig.from_dict({"data": {"dataset": "d.npz"}})
+    assert config.data.modalities == [] and config.data.shifts == {}
+    assert RunConfig.from_dict({}).data.shifts == RunConfig().data.shifts
+
+
+def test_one_modality_and_stray_labels_get_the_right_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--modalities", "fou", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "needs at least 2 modalities" in err and "M_v" not in err
+    rng = np.random.default_rng(1)
+    labels = np.arange(200) % 4
+    labels[17] = 99
+    np.savez("stray.npz", a=rng.random((200, 3)), b=rng.random((200, 2)), labels=labels)
+    assert main(["run", "--dataset", "stray.npz", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "stray.npz: labels must be 0..K-1 with every class present" in err
+    assert "no sample of class 4" in err
+
+
+def test_run_help_shows_every_training_option_with_its_default(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    options = capsys.readouterr().out.split("options:", 1)[1]
+    for flag, default in (("--seed", "0"), ("--epochs", "30"), ("--batch-size", "48"),
+                          ("--lr", "0.001"), ("--beta", "0.0005"), ("--alpha1", "0.5"),
+                          ("--alpha2", "100.0"), ("--dim", "256"), ("--hidden", "512"),
+                          ("--dropout", "0.1"), ("--device", "auto")):
+        entry = re.search(rf"\n  {flag} [A-Z_0-9]+\s+(.*?)(?=\n  -|\Z)", options, re.S)
+        assert entry is not None, flag
+        assert f"(default {default})" in " ".join(entry.group(1).split()), flag

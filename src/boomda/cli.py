@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boomda.config import DEFAULT_MODALITIES, RunConfig
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, RunConfig
 from boomda.errors import BoomdaError, ConfigError, DataError
 
 #: command-line option -> (section, key) in the run config
@@ -17,6 +17,24 @@ _TRAIN_OPTIONS = {
     "epochs": int, "batch_size": int,
     "lr": float, "weight_decay": float, "beta": float, "alpha1": float, "alpha2": float,
     "vote_threshold": int, "dim": int, "hidden": int, "dropout": float, "device": str,
+}
+
+
+#: what each training option means, for ``boomda run --help``
+_OPTION_HELP = {
+    "seed": "seed of training, and of the split and shifts unless --split-seed",
+    "epochs": "passes over the source training set",
+    "batch_size": "source (and target) samples per step",
+    "lr": "Adam learning rate",
+    "weight_decay": "Adam weight decay",
+    "beta": "weight of the IB log-determinant",
+    "alpha1": "weight of the pseudo-label loss",
+    "alpha2": "weight of the correlation alignment",
+    "vote_threshold": "M_v, votes needed to keep a pseudo-label",
+    "dim": "representation size d",
+    "hidden": "hidden width of the feature encoders",
+    "dropout": "dropout of the feature encoders",
+    "device": "auto, cpu, cuda or cuda:N",
 }
 
 
@@ -66,9 +84,10 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("method", "gamma_solver", "gamma_normalization", "ca_form"):
             continue
         flag = "--" + name.replace("_", "-")
-        extra = {"help": "M_v, votes needed to keep a pseudo-label"} if name == "vote_threshold" \
-            else {}
-        run.add_argument(flag, dest=name, type=kind, **extra)
+        what = _OPTION_HELP.get(name, "")
+        default = getattr(TrainConfig(), name)
+        run.add_argument(flag, dest=name, type=kind,
+                         help=f"{what} (default {default})" if what else f"(default {default})")
     run.add_argument("--out", help="parent folder of run folders (default runs)")
     run.add_argument("--name", help="run folder name (default: method-modalities-seed-time)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -144,6 +163,12 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.modalities is not None:
         config.data.modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     if args.dataset is not None:
+        if args.dataset != "mfeat":
+            # the embedded data's default views and shifts do not apply to another data set
+            if config.data.modalities == DEFAULT_MODALITIES and args.modalities is None:
+                config.data.modalities = []
+            if config.data.shifts == DEFAULT_SHIFTS:
+                config.data.shifts = {}
         config.data.dataset = args.dataset
     if args.holdout is not None:
         config.data.holdout = args.holdout

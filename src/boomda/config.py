@@ -233,6 +233,13 @@ class RunConfig:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
                               f"{', '.join(f.name for f in fields(cls))}")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
+        given = raw.get("data") or {}
+        if data.dataset != "mfeat":
+            # the embedded data's default views and shifts do not apply to another data set
+            if "modalities" not in given:
+                data.modalities = []
+            if "shifts" not in given:
+                data.shifts = {}
         train = _build(TrainConfig, raw.get("train") or {}, f"{where}.train")
         if isinstance(train.betas, list):
             train.betas = tuple(train.betas)

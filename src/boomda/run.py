@@ -50,7 +50,31 @@ def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
     if "labels" not in arrays and labels_required:
         raise DataError(f"{path}: has no 'labels' array (found {', '.join(arrays)})")
     labels = arrays.pop("labels", None)
+    if labels is not None and labels_required:  # training data: the labels define the classes
+        check_class_labels(labels, f"{path}: labels")
     return MultimodalData(arrays, labels, name=str(path))
+
+
+def check_class_labels(labels: np.ndarray, what: str) -> None:
+    """Raise unless ``labels`` are integers 0..K-1 with every class present (a stray value such
+    as 99 among 0..3 would otherwise make a 100-class model)."""
+    values = np.asarray(labels)
+    if values.size == 0:
+        return
+    integral = values.dtype.kind in "iu" or (values.dtype.kind == "f"
+                                             and bool(np.all(values == np.round(values))))
+    if not integral:
+        raise DataError(f"{what} must be integer class indices, got {values.dtype} values")
+    values = values.astype(np.int64)
+    low, high = int(values.min()), int(values.max())
+    rule = f"{what} must be 0..K-1 with every class present"
+    if low < 0:
+        raise DataError(f"{rule}; found the negative label {low}")
+    empty = np.flatnonzero(np.bincount(values, minlength=high + 1) == 0)
+    if empty.size:
+        more = f" and {empty.size - 1} more" if empty.size > 1 else ""
+        raise DataError(f"{rule}; labels run from 0 to {high} with no sample of class "
+                        f"{int(empty[0])}{more}")
 
 
 def build_pair(config: RunConfig) -> DomainPair:
@@ -61,6 +85,9 @@ def build_pair(config: RunConfig) -> DomainPair:
         raise DataError(f"data.shifts: unknown modality {unknown[0]!r}; available: "
                         f"{', '.join(data.modalities)}")
     modalities = config.data.modalities or data.modalities
+    if len(modalities) < 2:
+        raise DataError(f"data.modalities: a multimodal model needs at least 2 modalities, got "
+                        f"{list(modalities)}")
     data = data.select(modalities)
     shifts = {m: s for m, s in config.data.shifts.items() if m in modalities}
     return DomainPair.from_protocol(data, shifts, seed=split_seed(config),
