@@ -187,3 +187,44 @@ def test_run_help_shows_every_training_option_with_its_default(capsys):
         entry = re.search(rf"\n  {flag} [A-Z_0-9]+\s+(.*?)(?=\n  -|\Z)", options, re.S)
         assert entry is not None, flag
         assert f"(default {default})" in " ".join(entry.group(1).split()), flag
+
+
+def test_bad_files_and_options_end_in_one_line(tmp_path, monkeypatch, capsys):
+    """Each of these ended in a traceback; now: exit code 2 and one line naming the culprit."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez("one.npz", a=np.zeros((1, 3)), b=np.zeros((1, 2)), labels=np.zeros(1, int))
+    rng = np.random.default_rng(2)
+    np.savez("d.npz", a=rng.random((40, 3)), b=rng.random((40, 2)), labels=np.arange(40) % 2)
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "bad.yaml").write_text("data:\n  split_seed: abc\n")
+    cases = [
+        (["run", "--dataset", "empty.npz"], "empty.npz: cannot read as .npz"),
+        (["run", "--dataset", "one.npz"], "1 samples; the protocol"),
+        (["run", "--dataset", "d.npz", "--out", "afile", "--epochs", "1"],
+         "cannot create the run folder"),
+        (["run", "--dataset", "d.npz", "--name", "x" * 300, "--epochs", "1"],
+         "cannot create the run folder"),
+        (["run", "--config", "bad.yaml"], "data.split_seed: cannot read 'abc' as int"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--no-progress"]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ConfigError, match="epochs: cannot read 'three' as int"):
+        DomainAdapter(epochs="three")
+    assert DomainAdapter(epochs="3").config.epochs == 3
+
+
+def test_non_finite_loss_is_a_one_line_training_error(tmp_path, monkeypatch, capsys):
+    from boomda.errors import TrainingError
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    np.savez("d.npz", a=rng.random((40, 3)), b=rng.random((40, 2)), labels=np.arange(40) % 2)
+    assert main(["run", "--dataset", "d.npz", "--lr", "1e30", "--epochs", "3",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the loss became non-finite" in err and "Traceback" not in err
+    assert issubclass(TrainingError, FloatingPointError)

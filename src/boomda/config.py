@@ -234,6 +234,8 @@ class RunConfig:
                               f"{', '.join(f.name for f in fields(cls))}")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
         given = raw.get("data") or {}
+        if data.split_seed is not None:
+            data.split_seed = coerce(data.split_seed, 0, f"{where}.data.split_seed")
         if data.dataset != "mfeat":
             # the embedded data's default views and shifts do not apply to another data set
             if "modalities" not in given:

@@ -17,3 +17,7 @@ class DataError(BoomdaError):
 
 class ConfigError(BoomdaError):
     """Invalid configuration: an unknown or out-of-range option."""
+
+
+class TrainingError(BoomdaError, FloatingPointError):
+    """Training cannot go on: the loss became non-finite (names the terms at fault)."""

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from boomda.atomic import atomic_write
-from boomda.config import TrainConfig
+from boomda.config import TrainConfig, coerce
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, DataError
@@ -43,7 +43,7 @@ class DomainAdapter:
         for key, value in options.items():
             if key not in valid:
                 raise BoomdaError(f"unknown option {key!r}; allowed: {', '.join(sorted(valid))}")
-            setattr(config, key, value)
+            setattr(config, key, coerce(value, getattr(config, key), key))
         config.validate()
         self.config = config
         self.net: MultimodalNet | None = None

@@ -10,6 +10,7 @@ import os
 import platform
 import socket
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from boomda.config import RunConfig
 from boomda.data.container import MultimodalData
 from boomda.data.mfeat import load_multiple_features
 from boomda.data.pair import DomainPair
-from boomda.errors import DataError
+from boomda.errors import BoomdaError, DataError
 from boomda.estimator import DomainAdapter
 from boomda.train import StepLog
 
@@ -45,8 +46,8 @@ def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
     if "labels" not in arrays and labels_required:
         raise DataError(f"{path}: has no 'labels' array (found {', '.join(arrays)})")
     labels = arrays.pop("labels", None)
@@ -77,6 +78,11 @@ def check_class_labels(labels: np.ndarray, what: str) -> None:
                         f"{int(empty[0])}{more}")
 
 
+#: fewest samples the split-and-shift protocol accepts (two halves of at least 2 samples each,
+#: a covariance needs 2)
+MIN_SAMPLES = 4
+
+
 def build_pair(config: RunConfig) -> DomainPair:
     """The domain pair a run config describes (the paper's split-and-shift protocol)."""
     data = load_dataset(config.data.dataset)
@@ -84,6 +90,10 @@ def build_pair(config: RunConfig) -> DomainPair:
     if unknown:
         raise DataError(f"data.shifts: unknown modality {unknown[0]!r}; available: "
                         f"{', '.join(data.modalities)}")
+    if len(data) < MIN_SAMPLES:
+        raise DataError(f"dataset {config.data.dataset!r}: {len(data)} samples; the protocol "
+                        f"splits them into a source and a target half and needs at least "
+                        f"{MIN_SAMPLES}")
     modalities = config.data.modalities or data.modalities
     if len(modalities) < 2:
         raise DataError(f"data.modalities: a multimodal model needs at least 2 modalities, got "
@@ -159,7 +169,11 @@ def run_experiment(
     if not config.data.modalities:
         config.data.modalities = list(pair.modalities)
     folder = Path(config.out) / (config.name or default_run_name(config))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
+                          f"name): {exc.strerror or exc}") from None
     resolved = {**config.to_dict(), "environment": environment(), "pair": pair.info}
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 

@@ -20,7 +20,7 @@ import torch
 from boomda.config import TrainConfig
 from boomda.data.container import MultimodalData, step_counts
 from boomda.data.pair import DomainPair
-from boomda.errors import DataError
+from boomda.errors import DataError, TrainingError
 from boomda.methods import Batch, Method
 
 
@@ -156,7 +156,7 @@ class Trainer:
                 loss = out.total()
                 if not torch.isfinite(loss):
                     bad = [k for k, t in out.terms.items() if not torch.isfinite(t)]
-                    raise FloatingPointError(
+                    raise TrainingError(
                         f"step {step}: the loss became non-finite (terms {bad}); lower the "
                         f"learning rate (lr={cfg.lr}) or check the input scale"
                     )
