@@ -157,3 +157,13 @@ def test_cli_predict_on_a_npz_file(tmp_path, capsys):
     np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"])  # m2 missing
     assert main(["predict", str(model), str(data)]) == 2
     assert "new.npz: inputs: missing modality 'm2'" in capsys.readouterr().err
+    np.savez(data, labels=pair.target.labels, **pair.target.views)
+    assert main(["predict", str(model), str(data), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give the path of a CSV file" in err and "Traceback" not in err
+
+
+def test_a_batch_larger_than_the_data_is_said():
+    pair = _toy_pair()
+    with pytest.warns(UserWarning, match="batch_size 5000 exceeds the 64 source samples"):
+        DomainAdapter(method="dt", **{**TINY, "batch_size": 5000}).fit(pair)

@@ -257,6 +257,8 @@ def _predict(args: argparse.Namespace) -> int:
     from boomda.estimator import DomainAdapter
     from boomda.run import load_dataset
 
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: is a folder; give the path of a CSV file")
     adapter = DomainAdapter.load(args.model, device="cpu")
     ids = None
     classes = adapter.metadata.get("classes")
@@ -283,7 +285,11 @@ def _predict(args: argparse.Namespace) -> int:
         keys = ids if ids is not None else range(len(pred))
         rows = [f"{k},{names[p] if classes else p}," + ",".join(f"{v:.6f}" for v in row)
                 for k, p, row in zip(keys, pred, probs, strict=True)]
-        atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
+        try:
+            atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
+        except OSError as exc:
+            raise BoomdaError(f"--out {args.out}: cannot write the predictions "
+                              f"({exc.strerror or exc})") from None
         print(f"predictions written to {args.out}")
     return 0
 

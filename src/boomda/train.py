@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -136,6 +137,11 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         source = _Sampler(pair.source, cfg.batch_size, self.device, rng, "source")
         target = _Sampler(pair.target, cfg.batch_size, self.device, rng, "target")
+        for name, sampler in (("source", source), ("target", target)):
+            if sampler.batch_size < cfg.batch_size:
+                warnings.warn(f"batch_size {cfg.batch_size} exceeds the {sampler.n} {name} "
+                              f"samples; each {name} batch holds all {sampler.n}",
+                              stacklevel=2)
         steps_per_epoch = max(1, source.batches_per_pass)
         total = cfg.epochs * steps_per_epoch
         net = self.method.net
