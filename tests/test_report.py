@@ -300,3 +300,32 @@ def test_selection_table_default_selected_best_and_correlations(tmp_path):
     table = aggregate(collect_runs(g), rows=method_order(collect_runs(g)))
     assert table.columns == ["a", "b"]
     assert sorted(table.rows) == sorted(f"boomda [{p}]" for p in points)
+
+
+def test_runs_on_different_data_are_never_averaged_together(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "dt-a-s0", "dt", ["fou", "kar"], 0, 60.0)
+    make_cell(g, "dt-a-s1", "dt", ["fou", "kar"], 1, 62.0)
+    other = make_cell(g, "dt-b-s0", "dt", ["fou", "kar"], 0, 90.0)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["dataset"] = "/data/mine.npz"
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    shifted = make_cell(g, "dt-c-s0", "dt", ["fou", "kar"], 0, 30.0,
+                        shifts={"fou": "noise:snr=0.1"})
+    table = aggregate(collect_runs(g))
+    assert table.columns == ["mfeat#1: fou+kar", "mine.npz: fou+kar", "mfeat#2: fou+kar"]
+    assert table.stat("dt", "mfeat#1: fou+kar").values == [60.0, 62.0]
+    assert table.stat("dt", "mine.npz: fou+kar").values == [90.0]
+    assert table.stat("dt", "mfeat#2: fou+kar").values == [30.0]
+    assert shifted.name in [r.cell_id for r in collect_runs(g)]
+    # one data set and shifts: plain subset columns, as before
+    for folder in (other, shifted):
+        import shutil
+
+        shutil.rmtree(folder)
+    assert aggregate(collect_runs(g)).columns == ["fou+kar"]
+    # runs whose configs name only their own modalities' shifts (as raw-corpus runs do) and
+    # agree where they overlap belong to one setting
+    make_cell(g, "dt-d-s0", "dt", ["fou", "pix"], 0, 70.0, shifts={"fou": SHIFTS["fou"],
+                                                                    "pix": SHIFTS["pix"]})
+    assert aggregate(collect_runs(g)).columns == ["fou+kar", "fou+pix"]

@@ -84,6 +84,8 @@ class RunRecord:
     point: str = ""
     #: label-free validator scores of the trained model (``boomda.select``)
     validators: dict = field(default_factory=dict)
+    #: the data the run was on, when a folder mixes data sets or shifts (set by collect_runs)
+    data_label: str = ""
 
     @property
     def subset(self) -> str:
@@ -97,8 +99,11 @@ class RunRecord:
 
     @property
     def column(self) -> str:
-        """The table column: the suite task, else the modality subset."""
-        return self.task or self.subset
+        """The table column: the suite task, else the modality subset (prefixed by the data
+        when the folder mixes data sets or shifts, so that they are never averaged together)."""
+        if self.task:
+            return self.task
+        return f"{self.data_label}: {self.subset}" if self.data_label else self.subset
 
     def describe(self) -> str:
         """``cell_id (method, subset, seed s)``, as far as known."""
@@ -173,7 +178,34 @@ def collect_runs(grid_dir: str | Path) -> list[RunRecord]:
             records.append(read_run(folder))
         except BoomdaError as exc:
             records.append(RunRecord(folder.name, folder, FAILED, error=str(exc)))
+    _label_data(records)
     return records
+
+
+def _label_data(records: Sequence[RunRecord]) -> None:
+    """Give every run outside a suite task a data label when such runs differ in data set or in
+    the shift of a modality they share: the data set's name, plus ``#k`` when one data set comes
+    with several shift settings. Runs on subsets of one setting stay together."""
+    groups: list[tuple[str, dict]] = []
+    members: list[int] = []
+    loose = [r for r in records if not r.task and r.config]
+    for r in loose:
+        data = r.config.get("data") or {}
+        dataset, shifts = str(data.get("dataset")), dict(data.get("shifts") or {})
+        for i, (name, merged) in enumerate(groups):
+            if name == dataset and all(merged[m] == v for m, v in shifts.items() if m in merged):
+                merged.update(shifts)
+                members.append(i)
+                break
+        else:
+            groups.append((dataset, shifts))
+            members.append(len(groups) - 1)
+    if len(groups) < 2:
+        return
+    names = [Path(name).name for name, _ in groups]
+    for r, i in zip(loose, members, strict=True):
+        same = [j for j, n in enumerate(names) if n == names[i]]
+        r.data_label = names[i] if len(same) == 1 else f"{names[i]}#{same.index(i) + 1}"
 
 
 def _scalar(value: Any) -> Any:
@@ -297,7 +329,7 @@ def subset_order(records: Sequence[RunRecord]) -> list[str]:
     subsets, pairs first, then larger subsets, each by first appearance (a single modality, if
     any, before the pairs)."""
     placed = [r for r in records if r.modalities]
-    if any(r.task for r in placed):
+    if any(r.task or r.data_label for r in placed):
         return _first_appearance([r.column for r in placed])
     sizes = {r.subset: len(r.modalities) for r in placed}
     return sorted(_first_appearance([r.subset for r in placed]), key=sizes.__getitem__)
