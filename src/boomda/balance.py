@@ -44,6 +44,13 @@ ZERO_GRAD = 1e-30
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
+def check_normalization(mode: str) -> None:
+    """Raise :class:`ConfigError` unless ``mode`` is one of :data:`NORMALIZATIONS`."""
+    if mode not in NORMALIZATIONS:
+        raise ConfigError(f"unknown gamma_normalization {mode!r}; choose from "
+                          f"{', '.join(NORMALIZATIONS)}")
+
+
 @dataclass
 class AlignmentProblem:
     """The M+1 alignment losses of one step and what their gradients are taken w.r.t.
@@ -110,10 +117,9 @@ def off_diagonal_ratio(q: np.ndarray) -> float:
     off = np.abs(q[~np.eye(n, dtype=bool)])
     top = float(off.max()) if off.size else 0.0
     diag = np.diag(q)
-    low, high = float(diag.min()), float(diag.max())
-    if high <= 0.0 or low <= ZERO_GRAD * high:
+    if zero_gradients(diag).any():
         return 0.0 if top == 0.0 else math.inf
-    return top / low
+    return top / float(diag.min())
 
 
 def normalize_gram(q: np.ndarray, losses: np.ndarray, mode: str) -> np.ndarray:
@@ -123,30 +129,22 @@ def normalize_gram(q: np.ndarray, losses: np.ndarray, mode: str) -> np.ndarray:
     ``loss+`` (n_m = L_m |g_m|), as in Sener & Koltun's released code. An objective whose n_m is
     0 (zero gradient, or loss already 0) keeps a zero row and column: it counts as met.
     """
+    check_normalization(mode)
     q = np.asarray(q, dtype=np.float64)
     if mode == "none":
         return q
     losses = np.abs(np.asarray(losses, dtype=np.float64))
     norms = np.sqrt(np.clip(np.diag(q), 0.0, None))
-    if mode == "l2":
-        n = norms
-    elif mode == "loss":
-        n = losses
-    elif mode == "loss+":
-        n = losses * norms
-    else:
-        raise ConfigError(f"unknown gradient normalisation {mode!r}; choose from "
-                          f"{', '.join(NORMALIZATIONS)}")
+    n = {"l2": norms, "loss": losses, "loss+": losses * norms}[mode]
     inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
     return q * np.outer(inv, inv)
 
 
-def _zero_objectives(diag: np.ndarray) -> np.ndarray | None:
-    """Mask of the objectives whose gradient counts as zero (relative to the largest), or None
-    when none does."""
+def zero_gradients(diag: np.ndarray) -> np.ndarray:
+    """Mask of the objectives whose gradient counts as zero: ``Q_mm <= ZERO_GRAD * max_k Q_kk``
+    (all of them when every diagonal entry is 0)."""
     top = float(diag.max())
-    zero = diag <= ZERO_GRAD * top if top > 0 else np.ones_like(diag, dtype=bool)
-    return zero if zero.any() else None
+    return diag <= ZERO_GRAD * top if top > 0 else np.ones_like(diag, dtype=bool)
 
 
 def solve_min_norm_closed_form(q: np.ndarray) -> np.ndarray:
@@ -157,8 +155,8 @@ def solve_min_norm_closed_form(q: np.ndarray) -> np.ndarray:
     does not change when Q is multiplied by any positive number.
     """
     diag = np.diag(q).astype(np.float64)
-    zero = _zero_objectives(diag)
-    if zero is not None:
+    zero = zero_gradients(diag)
+    if zero.any():
         return zero / zero.sum()
     inv = diag.max() / diag
     return inv / inv.sum()
@@ -251,11 +249,10 @@ def solve_impartial(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     n_obj = q.shape[0]
     diag = np.diag(q)
-    top = float(diag.max())
-    if top <= 0.0:
+    live = ~zero_gradients(diag)
+    if not live.any():
         return np.full(n_obj, 1.0 / n_obj)
-    live = diag > ZERO_GRAD * top
-    q_live = q[np.ix_(live, live)] / top
+    q_live = q[np.ix_(live, live)] / float(diag.max())
     gamma = np.zeros(n_obj)
     gamma[live] = np.linalg.lstsq(q_live, np.sqrt(np.diag(q_live)), rcond=None)[0]
     gamma = np.clip(gamma, 0.0, None)
@@ -275,9 +272,7 @@ class Balancer(ABC):
     name: str = ""
 
     def __init__(self, normalization: str = "none") -> None:
-        if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"unknown gamma_normalization {normalization!r}; choose from "
-                              f"{', '.join(NORMALIZATIONS)}")
+        check_normalization(normalization)
         self.normalization = normalization
 
     @abstractmethod

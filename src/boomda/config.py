@@ -59,7 +59,7 @@ class TrainConfig:
 
     def validate(self, n_modalities: int | None = None) -> None:
         """Raise :class:`ConfigError` naming the first bad option."""
-        from boomda.balance import BALANCERS, NORMALIZATIONS
+        from boomda.balance import BALANCERS, check_normalization
         from boomda.losses import CA_FORMS
         from boomda.methods import METHODS
 
@@ -69,9 +69,7 @@ class TrainConfig:
         if self.gamma_solver not in BALANCERS:
             raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
                               f"{', '.join(BALANCERS)}")
-        if self.gamma_normalization not in NORMALIZATIONS:
-            raise ConfigError(f"unknown gamma_normalization {self.gamma_normalization!r}; "
-                              f"choose from {', '.join(NORMALIZATIONS)}")
+        check_normalization(self.gamma_normalization)
         if self.ca_form not in CA_FORMS:
             raise ConfigError(f"unknown ca_form {self.ca_form!r}; choose from "
                               f"{', '.join(CA_FORMS)}")

@@ -124,8 +124,7 @@ CA_FORMS = {
 }
 
 
-def alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor,
-                   form: str = "relative") -> torch.Tensor:
+def alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor, form: str) -> torch.Tensor:
     """The correlation-alignment loss in the named form (see :data:`CA_FORMS`):
     ``paper`` (Eq. 10 as printed), ``coral`` (Deep CORAL's 1/(4 d^2)), ``relative``
     (scale-free, :func:`relative_coral_loss`) or ``correlation``

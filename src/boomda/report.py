@@ -727,7 +727,8 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
 
 
 def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
-                     figures: dict[str, Path], validator: str = DEFAULT_VALIDATOR) -> str:
+                     figures: dict[str, Path], chosen: Sequence[SelectionTask],
+                     validator: str = DEFAULT_VALIDATOR) -> str:
     by_status = {s: [r for r in records if r.status == s] for s in (DONE, FAILED, MISSING)}
     parts = [f"# Grid report: {grid.name}",
              f"{_count(len(records), 'run')}: {len(by_status[DONE])} done, "
@@ -750,7 +751,6 @@ def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
     ablation = render_table2(table)
     if ablation is not None:
         parts.append("## Ablation (Table 2 layout)\n\n" + ablation)
-    chosen = selection_tasks(records)
     if chosen:
         parts.append(f"## Label-free selection of the grid point\n\n"
                      f"{render_selection(chosen, validator)}")
@@ -764,7 +764,8 @@ def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
 
 
 def _write_report(grid_dir: str | Path, figure_runs: list[str] | None,
-                  validator: str = DEFAULT_VALIDATOR) -> tuple[dict[str, Path], Table]:
+                  validator: str = DEFAULT_VALIDATOR
+                  ) -> tuple[dict[str, Path], Table, list[SelectionTask]]:
     grid = Path(grid_dir)
     records = collect_runs(grid)
     table = aggregate(records, rows=method_order(records))
@@ -776,10 +777,11 @@ def _write_report(grid_dir: str | Path, figure_runs: list[str] | None,
         figures[cell_id] = plot_dynamics(grid / "runs" / cell_id,
                                          grid / "figures" / f"{cell_id}.png")
     report = grid / "report.md"
-    atomic_write_text(report, _report_markdown(grid, records, table, figures, validator))
+    chosen = selection_tasks(records)
+    atomic_write_text(report, _report_markdown(grid, records, table, figures, chosen, validator))
     paths["report.md"] = report
     paths.update({f"figures/{path.name}": path for path in figures.values()})
-    return paths, table
+    return paths, table, chosen
 
 
 def write_report(grid_dir: str | Path, figure_runs: list[str] | None = None,
@@ -800,13 +802,12 @@ def main_report(directory: str, figure_runs: list[str] | None = None,
     if validator not in VALIDATORS:
         raise BoomdaError(f"unknown validator {validator!r}; choose from "
                           f"{', '.join(VALIDATORS)}")
-    paths, table = _write_report(directory, figure_runs, validator)
+    paths, table, chosen = _write_report(directory, figure_runs, validator)
     for path in paths.values():
         print(path)
     print()
     print(render_table1(table) if table.has_values
           else "No finished runs yet: nothing to tabulate.")
-    chosen = selection_tasks(collect_runs(directory))
     if chosen:
         print()
         print(render_selection(chosen, validator))
