@@ -78,8 +78,7 @@ class MaskShift:
     kind: str = "mask"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ConfigError(f"mask.fraction must lie in [0, 1], got {self.fraction}")
+        _fraction("mask.fraction", self.fraction)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, d = x.shape
@@ -105,8 +104,7 @@ class BlockShift:
     kind: str = "block"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ConfigError(f"block.fraction must lie in [0, 1], got {self.fraction}")
+        _fraction("block.fraction", self.fraction)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         d = x.shape[1]
@@ -129,8 +127,7 @@ class RescaleShift:
     kind: str = "rescale"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ConfigError(f"rescale.fraction must lie in [0, 1], got {self.fraction}")
+        _fraction("rescale.fraction", self.fraction)
         _positive("rescale.scale", self.scale)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -152,6 +149,11 @@ _KINDS: dict[str, type] = {
     "block": BlockShift,
     "rescale": RescaleShift,
 }
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must lie in [0, 1], got {value}")
 
 
 def _positive(name: str, value: float) -> None:
