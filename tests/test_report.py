@@ -3,11 +3,13 @@ comparability warnings, results.csv, and the training-dynamics figure. No traini
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 import yaml
 
+from boomda import rundir
 from boomda.errors import BoomdaError
 from boomda.report import (
     aggregate,
@@ -51,10 +53,21 @@ def _metrics(method, n_modalities, steps=40):
     return "\n".join(lines) + "\n"
 
 
+def _identity(config, run_id):
+    """The ``run`` section the runner writes into config.yaml and results.json."""
+    return rundir.identity(run_id, rundir.config_fingerprint(config), config["name"])
+
+
 def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, source_f1=None,
-              env=None, epochs=30, shifts=None, metrics=True):
+              env=None, epochs=30, shifts=None, metrics=True, run_id=None, results_run_id=None,
+              identity=True):
     """A run folder as run_experiment / boomda bench leave it: done when ``f1`` is given, failed
-    with ``error``, otherwise missing (config.yaml and a partial metrics file only)."""
+    with ``error``, otherwise missing (config.yaml and a partial metrics file only).
+
+    config.yaml and results.json carry the run identity ``run_id`` (default: from the cell id);
+    ``results_run_id`` gives results.json another run's; ``identity=False``: neither carries one
+    (a run folder written before identities existed)."""
+    run_id = run_id or f"20250101-120000-{cell_id}"
     folder = grid / "runs" / cell_id
     folder.mkdir(parents=True)
     config = {
@@ -66,6 +79,8 @@ def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, s
         "out": str(grid / "runs"), "name": cell_id, "environment": {**ENV, **(env or {})},
         "pair": {"seed": seed},
     }
+    if identity:
+        config["run"] = _identity(config, run_id)
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if f1 is not None:
         if metrics:
@@ -78,6 +93,8 @@ def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, s
             "final_gamma": None, "steps": 40, "train_seconds": 1.5, "seconds_per_step": 0.04,
             "wall_seconds": 2.0, "cell": {"method": method, "seed": seed},
         }
+        if identity:
+            results["run"] = _identity(config, results_run_id or run_id)
         (folder / "results.json").write_text(json.dumps(results))
     elif error is not None:
         (folder / "error.txt").write_text(f"{error}\nTraceback (most recent call last): ...\n")
@@ -329,3 +346,139 @@ def test_runs_on_different_data_are_never_averaged_together(tmp_path):
     make_cell(g, "dt-d-s0", "dt", ["fou", "pix"], 0, 70.0, shifts={"fou": SHIFTS["fou"],
                                                                     "pix": SHIFTS["pix"]})
     assert aggregate(collect_runs(g)).columns == ["fou+kar", "fou+pix"]
+
+
+def _f1_everywhere(table):
+    """Every F1 value the table averages, over all its cells."""
+    return [v for (r, c), stat in table.cells.items() for v in stat.values]
+
+
+def test_results_of_another_run_count_as_failed_and_are_never_averaged(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "boomda-s0", "boomda", ["fou", "kar"], 0, 80.0, source_f1=95.0)
+    make_cell(g, "boomda-s1", "boomda", ["fou", "kar"], 1, 84.0, source_f1=97.0)
+    # results.json left by another run than the one whose config.yaml is in the folder
+    make_cell(g, "boomda-s2", "boomda", ["fou", "kar"], 2, 99.0, source_f1=99.0,
+              run_id="20250102-090000-aaaa0001", results_run_id="20250101-080000-bbbb0002")
+    records = {r.cell_id: r for r in collect_runs(g)}
+    mixed = records["boomda-s2"]
+    assert mixed.status == "failed"
+    assert mixed.error == ("results.json and config.yaml belong to different runs (ids "
+                           "20250101-080000-bbbb0002 and 20250102-090000-aaaa0001); run this "
+                           "cell again")
+    assert (mixed.target_f1, mixed.source_f1, mixed.results) == (None, None, {})
+    assert (mixed.method, mixed.modalities, mixed.seed) == ("boomda", ("fou", "kar"), 2)
+    table = aggregate(records.values())
+    stat = table.stat("boomda", "fou+kar")
+    assert stat.values == [80.0, 84.0] and stat.failed == ["boomda-s2"]
+    assert stat.mean == (80.0 + 84.0) / 2 and 99.0 not in _f1_everywhere(table)
+    source = aggregate(records.values(), metric="source_holdout")
+    assert source.stat("boomda", "fou+kar").mean == (95.0 + 97.0) / 2
+    paths = write_report(g, figure_runs=[])
+    report = paths["report.md"].read_text()
+    assert "3 runs: 2 done, 1 failed, 0 missing." in report
+    assert f"`boomda-s2` (boomda, fou+kar, seed 2): {mixed.error}" in report
+    assert "**82.00 ± 2.83** (1 failed)" in report and "99.00" not in report
+    with paths["results.csv"].open() as fh:
+        row = {r["cell_id"]: r for r in csv.DictReader(fh)}["boomda-s2"]
+    assert (row["status"], row["target.weighted_f1"], row["error"]) == ("failed", "",
+                                                                        mixed.error)
+
+
+def test_results_without_run_identity_are_stale(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "dt-s0", "dt", ["fou", "kar"], 0, 60.0)
+    make_cell(g, "dt-s1", "dt", ["fou", "kar"], 1, 64.0)
+    make_cell(g, "dt-s2", "dt", ["fou", "kar"], 2, 90.0, identity=False)  # an older boomda's
+    half = make_cell(g, "dt-s3", "dt", ["fou", "kar"], 3, 91.0)
+    config = yaml.safe_load((half / "config.yaml").read_text())
+    del config["run"]  # results.json has an identity, config.yaml none
+    (half / "config.yaml").write_text(yaml.safe_dump(config))
+    records = {r.cell_id: r for r in collect_runs(g)}
+    assert rundir.run_status(g / "runs" / "dt-s2") == rundir.STALE
+    assert (records["dt-s2"].status, records["dt-s2"].error) == (
+        "failed", "results.json has no run identity (written by an older boomda?); run this cell "
+                  "again")
+    assert (records["dt-s3"].status, records["dt-s3"].error) == (
+        "failed", "config.yaml has no run identity (written by an older boomda?); run this cell "
+                  "again")
+    assert records["dt-s2"].target_f1 is None and records["dt-s3"].target_f1 is None
+    table = aggregate(records.values())
+    stat = table.stat("dt", "fou+kar")
+    assert stat.values == [60.0, 64.0] and stat.mean == (60.0 + 64.0) / 2
+    assert stat.failed == ["dt-s2", "dt-s3"] and not {90.0, 91.0} & set(_f1_everywhere(table))
+    assert "| D.T. | **62.00 ± 2.83** (2 failed) |" in render_table1(table)
+
+
+def test_runs_with_different_settings_get_rows_of_their_own(tmp_path):
+    g = tmp_path / "grid"
+    for seed, f1 in enumerate([80.0, 84.0]):
+        make_cell(g, f"a-boomda-long-s{seed}", "boomda", ["fou", "kar"], seed, f1, epochs=30)
+    for seed, f1 in enumerate([60.0, 61.0, 65.0]):
+        make_cell(g, f"b-boomda-short-s{seed}", "boomda", ["fou", "kar"], seed, f1, epochs=5)
+    make_cell(g, "c-boomda-pix-s0", "boomda", ["fou", "pix"], 0, 90.0, epochs=30)
+    make_cell(g, "d-boomda-short-s3", "boomda", ["fou", "kar"], 3, error="boom", epochs=5)
+    # dt runs differ in seed only: one row, averaged
+    for seed, f1 in enumerate([70.0, 73.0]):
+        make_cell(g, f"e-dt-s{seed}", "dt", ["fou", "kar"], seed, f1)
+    make_cell(g, "e-dt-pix-s0", "dt", ["fou", "pix"], 0, 50.0)
+    records = collect_runs(g)
+    long, short = "boomda {epochs=30}", "boomda {epochs=5}"
+    rows = method_order(records)
+    assert rows == ["dt", long, short]
+    table = aggregate(records, rows=rows)
+    assert table.stat(long, "fou+kar").values == [80.0, 84.0]
+    assert table.stat(long, "fou+kar").mean == (80.0 + 84.0) / 2
+    assert table.stat(short, "fou+kar").mean == pytest.approx((60.0 + 61.0 + 65.0) / 3)
+    assert table.stat(short, "fou+kar").failed == ["d-boomda-short-s3"]
+    assert table.stat(long, "fou+pix").values == [90.0]  # the row holds all of its setting's runs
+    assert table.stat(short, "fou+pix").values == []
+    assert table.stat("dt", "fou+kar").values == [70.0, 73.0]
+    assert table.average(long) == ((80.0 + 84.0) / 2 + 90.0) / 2
+    assert table.average(short) is None
+    # a method given as a row stands for its rows
+    assert aggregate(records, rows=["boomda", "dt"]).rows == [long, short, "dt"]
+    text = render_table1(table)
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in text.splitlines() if line.startswith("| ")}
+    assert lines["Boomda {epochs=30}"][0] == "**82.00 ± 2.83** (n=2)"
+    assert lines["Boomda {epochs=5}"][0] == "62.00 ± 2.65 (1 failed)"
+    assert lines["D.T."][0] == "71.50 ± 2.12 (n=2)"
+    assert comparability(records) == ["runs differ in train.epochs: 30 (6 runs), 5 (3 runs)"]
+    # Table 2 keeps a row per setting of a variant
+    make_cell(g, "f-ca-s0", "ca", ["fou", "kar"], 0, 75.0)
+    records = collect_runs(g)
+    ablation = render_table2(aggregate(records, rows=method_order(records)))
+    variants = [line.split("|")[1].strip() for line in ablation.splitlines()
+                if line.startswith("| ")][2:]
+    assert variants == ["D.T.", "ca", "Boomda {epochs=30}", "Boomda {epochs=5}"]
+    report = write_report(g, figure_runs=[])["report.md"].read_text()
+    assert "| Boomda {epochs=5} | 62.00 ± 2.65 (1 failed) |" in report
+    assert "never averaged together" in report
+    # without the short runs, the boomda rows are plain again
+    for cell in ("b-boomda-short-s0", "b-boomda-short-s1", "b-boomda-short-s2",
+                 "d-boomda-short-s3"):
+        shutil.rmtree(g / "runs" / cell)
+    assert method_order(collect_runs(g)) == ["dt", "ca", "boomda"]
+
+
+def test_selection_keeps_runs_with_different_settings_apart(tmp_path):
+    g = tmp_path / "grid"
+    points = ["alpha2=100", "alpha2=1"]
+    for epochs, base in ((30, 80.0), (5, 50.0)):
+        for i, point in enumerate(points):
+            for seed in (0, 1):
+                folder = make_cell(g, f"boomda__a__{point}__e{epochs}__seed{seed}", "boomda",
+                                   ["fou", "kar"], seed, base + 10 * i + seed, epochs=epochs)
+                config = yaml.safe_load((folder / "config.yaml").read_text())
+                config["tags"] = {"task": "a", "point": point}
+                (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    chosen = selection_tasks(collect_runs(g))
+    assert [(t.task, t.label) for t in chosen] == [("a", "boomda {epochs=30}"),
+                                                   ("a", "boomda {epochs=5}")]
+    assert chosen[0].f1 == {"alpha2=100": (80.0 + 81.0) / 2, "alpha2=1": (90.0 + 91.0) / 2}
+    assert chosen[1].f1 == {"alpha2=100": (50.0 + 51.0) / 2, "alpha2=1": (60.0 + 61.0) / 2}
+    assert "| a | boomda {epochs=5} | 50.50 (alpha2=100) |" in render_selection(chosen, "im")
+    # rows in order of first appearance (cell ids sorted: alpha2=100 before alpha2=1)
+    assert method_order(collect_runs(g)) == [f"boomda [{p}] {{epochs={e}}}"
+                                             for p in points for e in (30, 5)]

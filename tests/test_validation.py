@@ -204,7 +204,7 @@ def test_bad_files_and_options_end_in_one_line(tmp_path, monkeypatch, capsys):
         (["run", "--dataset", "d.npz", "--out", "afile", "--epochs", "1"],
          "cannot create the run folder"),
         (["run", "--dataset", "d.npz", "--name", "x" * 300, "--epochs", "1"],
-         "cannot create the run folder"),
+         "option name: 300 bytes; a folder name holds at most 255"),
         (["run", "--config", "bad.yaml"], "data.split_seed: cannot read 'abc' as int"),
     ]
     for argv, message in cases:

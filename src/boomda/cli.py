@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,13 @@ _OPTION_HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``boomda run: error: ...``), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from boomda import __version__
     from boomda.balance import BALANCERS, NORMALIZATIONS
@@ -45,12 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     from boomda.losses import CA_FORMS
     from boomda.methods import METHODS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="boomda",
         description="Heterogeneous multimodal unsupervised domain adaptation (Boomda, AAAI 2026).",
     )
     parser.add_argument("--version", action="version", version=f"boomda {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run", help="train and evaluate one configuration",
         description="Train one method on a domain pair (the embedded UCI Multiple Features data "
@@ -89,7 +97,17 @@ def _parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=name, type=kind,
                          help=f"{what} (default {default})" if what else f"(default {default})")
     run.add_argument("--out", help="parent folder of run folders (default runs)")
-    run.add_argument("--name", help="run folder name (default: method-modalities-seed-time)")
+    run.add_argument("--name", help="run folder name (default: method-modalities-seed-time-"
+                                    "random, never an existing folder)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run folder if it exists (without it, an existing folder "
+                          "is an error)")
+    run.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, metavar="EPOCHS",
+                     help="save the training state every EPOCHS epochs, for --resume; 0: never "
+                          "(default 1)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the unfinished run in RUN_DIR from its last checkpoint, "
+                          "with the settings it was started with (no other option applies)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     bench = sub.add_parser(
@@ -184,7 +202,33 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         config.out = args.out
     if args.name is not None:
         config.name = args.name
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every {args.checkpoint_every}: must be 0 (never) "
+                              f"or a number of epochs")
+        config.checkpoint_every = args.checkpoint_every
     return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from boomda.run import resume_experiment, run_experiment
+
+    if args.resume is not None:
+        given = [flag for flag, value in vars(args).items()
+                 if flag not in ("command", "resume", "no_progress", "shift", "option")
+                 and value not in (None, False)] + [f for f in ("shift", "option")
+                                                    if getattr(args, f)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
+                              f"apply")
+        result = resume_experiment(args.resume, progress=not args.no_progress)
+        print(f"resumed at step {result.results['resumed_at_step']}")
+    else:
+        config = build_config(args)
+        result = run_experiment(config, progress=not args.no_progress, overwrite=args.overwrite)
+    print(_summary(result))
+    return 0
 
 
 def _summary(result) -> str:
@@ -311,15 +355,27 @@ def _raw_inputs(adapter, manifest: str, progress: bool):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; every error ends in one line on stderr and exit code 2
+    (``BOOMDA_TRACEBACK=1`` shows the traceback of an unexpected one)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"boomda: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
-            from boomda.run import run_experiment
-
-            config = build_config(args)
-            result = run_experiment(config, progress=not args.no_progress)
-            print(_summary(result))
+            return _run(args)
         elif args.command == "bench":
             return _bench(args)
         elif args.command == "predict":
@@ -330,11 +386,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return main_report(args.directory, args.figure, args.select or DEFAULT_VALIDATOR)
         return 0
     except BoomdaError as exc:
-        print(f"boomda: error: {exc}", file=sys.stderr)
+        print(f"boomda: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("boomda: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the user named: unreadable, unwritable, disk full
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"boomda: error:{where} {exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback from deep inside torch
+        if os.environ.get("BOOMDA_TRACEBACK"):
+            raise
+        print(f"boomda: error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug or an "
+              f"unchecked input; BOOMDA_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

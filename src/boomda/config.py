@@ -218,6 +218,8 @@ class RunConfig:
     raw: RawDataConfig | None = None
     #: labels a grid gives its cells (``task``, ``point``), kept in config.yaml for reports
     tags: dict[str, str] = field(default_factory=dict)
+    #: save the training state every this many epochs (``boomda run --resume``); 0: never
+    checkpoint_every: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -250,8 +252,11 @@ class RunConfig:
         tags = raw.get("tags") or {}
         if not isinstance(tags, Mapping):
             raise ConfigError(f"{where}.tags: expected a mapping")
+        every = coerce(raw.get("checkpoint_every", 1), 1, f"{where}.checkpoint_every")
+        _check(every >= 0, f"{where}.checkpoint_every", "must be 0 (never) or a number of "
+               "epochs", every)
         return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data,
-                   {str(k): str(v) for k, v in tags.items()})
+                   {str(k): str(v) for k, v in tags.items()}, every)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:

@@ -20,7 +20,7 @@ from boomda.evaluate import evaluate, predict_logits
 from boomda.methods import build_method
 from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
 from boomda.nn.net import MultimodalNet
-from boomda.train import StepLog, Trainer, resolve_device, seed_everything
+from boomda.train import StepLog, Trainer, resolve_device, seed_everything, stored_state
 
 CHECKPOINT_FORMAT = 1
 
@@ -62,11 +62,18 @@ class DomainAdapter:
         | None = None,
         progress: bool = False,
         on_step: Callable[[StepLog], None] | None = None,
+        checkpoint: Callable[[dict], None] | None = None,
+        checkpoint_every: int = 0,
+        resume: dict | None = None,
     ) -> DomainAdapter:
         """Train on ``pair``. ``encoders`` gives the encoder of some modalities (e.g. a
         :class:`~boomda.nn.backbone_encoder.BackboneEncoder` for a raw modality, whose data are
         packed frozen states), or is a function ``(d, dropout) -> encoders`` called after
-        seeding (as ``RawPair.encoders``); the other modalities get an MLP."""
+        seeding (as ``RawPair.encoders``); the other modalities get an MLP.
+
+        ``checkpoint`` / ``checkpoint_every`` / ``resume``: see :meth:`boomda.train.Trainer.fit`
+        (a resumed fit continues a training state saved by ``checkpoint`` on the same pair with
+        the same config)."""
         if not isinstance(pair, DomainPair):
             raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
         if len(pair.modalities) < 2:
@@ -87,7 +94,9 @@ class DomainAdapter:
                                  cfg.dropout, encoders=encoders)
         self.method = build_method(cfg.method, self.net, cfg)
         trainer = Trainer(self.method, cfg, self.device)
-        self.history = trainer.fit(pair, on_step=on_step, progress=progress)
+        self.history = trainer.fit(pair, on_step=on_step, progress=progress,
+                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                   resume=resume)
         return self
 
     # ---------------------------------------------------------------- inference
@@ -137,7 +146,7 @@ class DomainAdapter:
         """Write a checkpoint (architecture, config, state dict) atomically to ``path``."""
         net = self._require_fitted()
         path = Path(path)
-        state = {k: v.detach().cpu() for k, v in _stored_state(self.method).items()}
+        state = {k: v.detach().cpu() for k, v in stored_state(self.method).items()}
         specs = {m: e.spec() for m, e in net.encoders.items() if isinstance(e, BackboneEncoder)}
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -180,7 +189,7 @@ class DomainAdapter:
         adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
                                     encoders=encoders)
         adapter.method = build_method(cfg.method, adapter.net, cfg)
-        expected = set(_stored_state(adapter.method))
+        expected = set(stored_state(adapter.method))
         stored = set(payload["state_dict"])
         if stored != expected:
             odd = sorted(stored ^ expected)[0]
@@ -190,14 +199,6 @@ class DomainAdapter:
         adapter.metadata = json.loads(payload.get("metadata") or "{}")
         adapter.method.to(adapter.device).eval()
         return adapter
-
-
-def _stored_state(method) -> dict[str, torch.Tensor]:
-    """The state-dict entries a checkpoint holds: all but the frozen weights of backbones (they
-    are reloaded from the backbone's folder)."""
-    frozen = {id(t) for e in method.net.encoders.values() if isinstance(e, BackboneEncoder)
-              for t in e.frozen_tensors()}
-    return {k: v for k, v in method.state_dict(keep_vars=True).items() if id(v) not in frozen}
 
 
 def _plain(value):

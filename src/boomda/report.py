@@ -1,10 +1,16 @@
 """Reports on a grid of runs (``boomda bench``): ``results.csv``, the paper's Table 1 and Table 2
 layouts, comparability warnings, and the training-dynamics figure (paper Fig. 3).
 
-A grid folder holds ``runs/<cell_id>/``, one run folder per cell. A cell is *done* when its
-``results.json`` exists, *failed* when it has ``error.txt`` instead, and *missing* otherwise
-(not run yet, or interrupted). Files ending in ``.partial`` or ``.tmp`` are never read as results.
-Scores are weighted F1 x 100, as in the paper.
+A grid folder holds ``runs/<cell_id>/``, one run folder per cell (:mod:`boomda.rundir`). A cell
+is *done* when its ``results.json`` and ``config.yaml`` carry the same run identity; *failed* when
+it has ``error.txt`` instead, or when its ``results.json`` belongs to another run than its
+``config.yaml`` or carries no identity (written by an older boomda), whose scores are then never
+used; and *missing* otherwise (not run yet, or interrupted). Files ending in ``.partial`` or
+``.tmp`` are never read as results. Scores are weighted F1 x 100, as in the paper.
+
+Runs are averaged over seeds only: finished runs of one method (and sweep point) in one table
+column that differ in a data/train setting get rows of their own, labelled with the differing
+settings (``boomda {epochs=5}``), besides the comparability warnings.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import yaml
 
+from boomda import rundir
 from boomda.atomic import atomic_write, atomic_write_text
 from boomda.errors import BoomdaError
 
@@ -30,7 +37,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DONE, FAILED, MISSING = "done", "failed", "missing"
+#: a cell's status in a report (aliases of :mod:`boomda.rundir`'s; a *stale* or *unfinished*
+#: run folder is reported as failed or missing)
+DONE, FAILED, MISSING = rundir.DONE, rundir.FAILED, rundir.MISSING
 #: the validator that selects the grid point per task unless another is asked for
 DEFAULT_VALIDATOR = "im"
 AVERAGE = "ave."
@@ -86,6 +95,9 @@ class RunRecord:
     validators: dict = field(default_factory=dict)
     #: the data the run was on, when a folder mixes data sets or shifts (set by collect_runs)
     data_label: str = ""
+    #: the settings that set the run apart from runs of its method it would otherwise be
+    #: averaged with, e.g. ``epochs=5`` (set by collect_runs; empty in a grid without such runs)
+    settings_label: str = ""
 
     @property
     def subset(self) -> str:
@@ -93,9 +105,15 @@ class RunRecord:
         return "+".join(self.modalities)
 
     @property
-    def row(self) -> str:
-        """The table row: the method, with its sweep point when it has one."""
+    def base_row(self) -> str:
+        """The method, with its sweep point when it has one."""
         return f"{self.method} [{self.point}]" if self.point else (self.method or "")
+
+    @property
+    def row(self) -> str:
+        """The table row: :attr:`base_row`, with the settings label in braces when it has one."""
+        return f"{self.base_row} {{{self.settings_label}}}" if self.settings_label \
+            else self.base_row
 
     @property
     def column(self) -> str:
@@ -133,20 +151,45 @@ def _read_yaml(path: Path) -> dict:
     return value
 
 
+def _stale_reason(folder: Path, config: dict) -> str:
+    """Why a run folder with results.json is not a finished run (:data:`rundir.STALE`), in one
+    line."""
+    results, again = rundir.RESULTS, "; run this cell again"
+    ours, theirs = _read_json(folder / results).get("run"), config.get("run")
+    ours = ours.get("id") if isinstance(ours, dict) else None
+    theirs = theirs.get("id") if isinstance(theirs, dict) else None
+    if ours is None:
+        return f"{results} has no run identity (written by an older boomda?){again}"
+    if not (folder / rundir.CONFIG).is_file():
+        return f"{results} has no {rundir.CONFIG} beside it{again}"
+    if theirs is None:
+        return f"{rundir.CONFIG} has no run identity (written by an older boomda?){again}"
+    if ours != theirs:
+        return (f"{results} and {rundir.CONFIG} belong to different runs (ids {ours} and "
+                f"{theirs}){again}")
+    return f"{results} and {rundir.CONFIG} do not name the same run{again}"
+
+
 def read_run(folder: str | Path) -> RunRecord:
-    """The record of one run folder; raises :class:`BoomdaError` naming an unreadable file."""
+    """The record of one run folder; raises :class:`BoomdaError` naming an unreadable file.
+
+    Its status follows :func:`boomda.rundir.run_status`: a *stale* folder (results.json of
+    another run than config.yaml's, or without identity) counts as failed, its scores unread;
+    an *unfinished* one as missing.
+    """
     folder = Path(folder)
+    status = rundir.run_status(folder)
     record = RunRecord(folder.name, folder, MISSING)
-    if (folder / "config.yaml").is_file():
-        record.config = _read_yaml(folder / "config.yaml")
+    if (folder / rundir.CONFIG).is_file():
+        record.config = _read_yaml(folder / rundir.CONFIG)
         data, train = record.config.get("data") or {}, record.config.get("train") or {}
         record.method, record.seed = train.get("method"), train.get("seed")
         record.modalities = tuple(data.get("modalities") or ())
         record.environment = record.config.get("environment") or {}
         tags = record.config.get("tags") or {}
         record.task, record.point = tags.get("task"), tags.get("point", "")
-    if (folder / "results.json").is_file():
-        results = record.results = _read_json(folder / "results.json")
+    if status == rundir.DONE:
+        results = record.results = _read_json(folder / rundir.RESULTS)
         record.status = DONE
         record.method = results.get("method", record.method)
         record.modalities = tuple(results.get("modalities") or record.modalities)
@@ -156,10 +199,12 @@ def read_run(folder: str | Path) -> RunRecord:
         record.source_f1 = source.get("weighted_f1")
         record.wall_seconds = results.get("wall_seconds")
         record.validators = results.get("validators") or {}
-    elif (folder / "error.txt").is_file():
+    elif status == rundir.STALE:
+        record.status, record.error = FAILED, _stale_reason(folder, record.config)
+    elif status == rundir.FAILED:
         record.status = FAILED
-        lines = (folder / "error.txt").read_text().strip().splitlines()
-        record.error = lines[0].strip() if lines else "(error.txt is empty)"
+        lines = (folder / rundir.ERROR).read_text().strip().splitlines()
+        record.error = lines[0].strip() if lines else f"({rundir.ERROR} is empty)"
     return record
 
 
@@ -179,6 +224,7 @@ def collect_runs(grid_dir: str | Path) -> list[RunRecord]:
         except BoomdaError as exc:
             records.append(RunRecord(folder.name, folder, FAILED, error=str(exc)))
     _label_data(records)
+    _label_settings(records)
     return records
 
 
@@ -206,6 +252,40 @@ def _label_data(records: Sequence[RunRecord]) -> None:
     for r, i in zip(loose, members, strict=True):
         same = [j for j, n in enumerate(names) if n == names[i]]
         r.data_label = names[i] if len(same) == 1 else f"{names[i]}#{same.index(i) + 1}"
+
+
+def _label_settings(records: Sequence[RunRecord]) -> None:
+    """Give runs a settings label where finished runs of one method would otherwise be averaged
+    over different settings: for each method, the compared settings (:func:`_compared_settings`)
+    that differ among its finished runs in one table cell (same sweep point and column) label
+    every run of the method that has them, as ``key=value, ...`` (``train.`` and the method left
+    out of the key). Runs that differ only in seed keep one label; a method whose runs agree
+    within every cell gets none."""
+    placed = [r for r in records if r.method and r.modalities and r.config]
+    settings = {id(r): _compared_settings(r) for r in placed}
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in placed:
+        if r.status == DONE:
+            cells.setdefault((r.method, r.base_row, r.column), []).append(settings[id(r)])
+    differing: dict[str, list[str]] = {}
+    for (method, _, _), group in cells.items():
+        for key in _first_appearance([k for s in group for k in s]):
+            if len({repr(s[key]) for s in group if key in s}) > 1:
+                differing.setdefault(method, []).append(key)
+    for r in placed:
+        keys = _first_appearance(differing.get(r.method, []))
+        r.settings_label = ", ".join(f"{_setting_name(k)}={_setting_text(settings[id(r)][k])}"
+                                     for k in keys if k in settings[id(r)])
+
+
+def _setting_name(key: str) -> str:
+    """A compared setting's key as a row label shows it: ``epochs``, ``options.trade_off``,
+    ``data.holdout``."""
+    return key.partition(" (")[0].removeprefix("train.")
+
+
+def _setting_text(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 def _scalar(value: Any) -> Any:
@@ -284,6 +364,18 @@ class Table:
     columns: list[str]
     cells: dict[tuple[str, str], Stat]
     metric: str = "target"
+    #: row -> its method (and sweep point), for rows that carry a settings label
+    #: (``boomda {epochs=5}`` -> ``boomda``); see :meth:`base`
+    bases: dict[str, str] = field(default_factory=dict)
+
+    def base(self, row: str) -> str:
+        """The row's method (with its sweep point), without its settings label."""
+        return self.bases.get(row, row)
+
+    def name(self, row: str) -> str:
+        """The row as the tables show it: the paper's name of the method, then the rest."""
+        base = self.base(row)
+        return _PAPER_NAMES.get(base, base) + row[len(base):]
 
     def stat(self, row: str, column: str) -> Stat:
         return self.cells.get((row, column), Stat())
@@ -317,10 +409,13 @@ class Table:
 
     def restrict(self, rows: Sequence[str]) -> Table:
         """The same table with only ``rows`` (best marks follow)."""
-        return Table(list(rows), self.columns, self.cells, self.metric)
+        return Table(list(rows), self.columns, self.cells, self.metric, self.bases)
 
 
-def _first_appearance(items: Sequence[str]) -> list[str]:
+_T = TypeVar("_T")
+
+
+def _first_appearance(items: Iterable[_T]) -> list[_T]:
     return list(dict.fromkeys(items))
 
 
@@ -343,14 +438,24 @@ def aggregate(
 ) -> Table:
     """Mean and sample std over seeds of ``metric`` ('target' or 'source_holdout' weighted F1).
 
-    Rows: methods, in the given order or by first appearance. Columns: modality subsets ('a+b'),
-    as given or pairs first then larger subsets, each by first appearance. Records of other rows
-    or columns, and records with no method or modalities, are left out.
+    Rows: methods (:attr:`RunRecord.row`), in the given order or by first appearance; a given
+    method whose runs carry settings labels stands for its rows. Columns: modality subsets
+    ('a+b'), as given or pairs first then larger subsets, each by first appearance. Records of
+    other rows or columns, and records with no method or modalities, are left out.
     """
     if metric not in METRICS:
         raise BoomdaError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     placed = [r for r in records if r.method and r.modalities]
-    rows = rows if rows is not None else _first_appearance([r.row for r in placed])
+    present = _first_appearance([r.row for r in placed])
+    bases = {r.row: r.base_row for r in placed if r.row != r.base_row}
+    if rows is None:
+        rows = present
+    else:
+        expanded = []
+        for row in rows:
+            labelled = [p for p in present if bases.get(p) == row]
+            expanded += ([row] if row in present or not labelled else []) + labelled
+        rows = _first_appearance(expanded)
     columns = columns if columns is not None else subset_order(placed)
     cells: dict[tuple[str, str], Stat] = {}
     for r in placed:
@@ -362,7 +467,7 @@ def aggregate(
             stat.values.append(float(value))
         elif r.status == FAILED:
             stat.failed.append(r.cell_id)
-    return Table(list(rows), list(columns), cells, metric)
+    return Table(list(rows), list(columns), cells, metric, bases)
 
 
 def _markdown(header: list[str], body: list[list[str]], n_left: int) -> str:
@@ -414,21 +519,23 @@ def _render(table: Table, lead_header: list[str], lead: dict[str, list[str]]) ->
 
 def render_table1(table: Table) -> str:
     """Paper Table 1 layout: methods as rows, modality subsets as columns, an 'ave.' column."""
-    return _render(table, ["Method"], {r: [_PAPER_NAMES.get(r, r)] for r in table.rows})
+    return _render(table, ["Method"], {r: [table.name(r)] for r in table.rows})
 
 
 def render_table2(table: Table) -> str | None:
     """Paper Table 2 layout (the ablation) with CA / PL marks, or None unless the table holds
-    ``dt``, ``boomda`` and at least one other ablation variant."""
-    variants = [v for v in ABLATION if v in table.rows]
+    ``dt``, ``boomda`` and at least one other ablation variant (a variant run with different
+    settings has a row per setting)."""
+    variants = [v for v in ABLATION if any(table.base(r) == v for r in table.rows)]
     if not {"dt", "boomda"} <= set(variants) or len(variants) < 3:
         return None
 
     def mark(used: bool) -> str:
         return "✓" if used else "✗"
 
-    lead = {v: [_PAPER_NAMES.get(v, v), *(mark(u) for u in ABLATION[v])] for v in variants}
-    text = _render(table.restrict(variants), ["Variant", "CA", "PL"], lead)
+    rows = [r for v in variants for r in table.rows if table.base(r) == v]
+    lead = {r: [table.name(r), *(mark(u) for u in ABLATION[table.base(r)])] for r in rows}
+    text = _render(table.restrict(rows), ["Variant", "CA", "PL"], lead)
     if "uniform" in variants:
         text += "\n`uniform` is CA + PL without balancing: γ_1 = … = γ_{M+1} = 1/(M+1)."
     return text
@@ -479,10 +586,10 @@ def comparability(records: Sequence[RunRecord]) -> list[str]:
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The per-step records of a run's ``metrics.jsonl`` (never the ``.partial`` file)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / rundir.METRICS
     if not path.is_file():
         raise BoomdaError(f"{path}: not found (a run still training has only "
-                          f"metrics.jsonl.partial)")
+                          f"{rundir.METRICS_PARTIAL})")
     steps = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
@@ -592,24 +699,33 @@ def default_figure_runs(records: Sequence[RunRecord], limit: int = 4) -> list[st
 
 def method_order(records: Sequence[RunRecord]) -> list[str]:
     """The table rows present: methods in the paper's order, then any others by first
-    appearance; a method's sweep points follow it in order of first appearance."""
+    appearance; a method's rows (sweep points, settings) follow it in order of first
+    appearance."""
     present = _first_appearance([r.method for r in records if r.method])
     methods = [m for m in PAPER_ORDER if m in present] + [m for m in present
                                                          if m not in PAPER_ORDER]
-    rows = _first_appearance([r.row for r in records if r.method])
-    return [row for m in methods for row in rows if row == m or row.startswith(f"{m} [")]
+    method_of = {r.row: r.method for r in records if r.method}
+    return [row for m in methods for row in method_of if method_of[row] == m]
 
 
 @dataclass
 class SelectionTask:
     """The sweep points of one method on one task: mean target F1 and mean validator scores
-    over seeds per point, and the point of the shipped defaults (None if not in the grid)."""
+    over seeds per point, and the point of the shipped defaults (None if not in the grid).
+    ``settings``: the method's settings label (:attr:`RunRecord.settings_label`), when its runs
+    were also run with other settings."""
 
     task: str
     method: str
     f1: dict[str, float]
     scores: dict[str, dict[str, float]]
     default: str | None
+    settings: str = ""
+
+    @property
+    def label(self) -> str:
+        """The method, with its settings label in braces when it has one."""
+        return f"{self.method} {{{self.settings}}}" if self.settings else self.method
 
     def selected(self, validator: str) -> str | None:
         """The point with the best mean score of ``validator`` (None if no finite score)."""
@@ -650,14 +766,17 @@ def is_default_point(point: str) -> bool:
 
 
 def selection_tasks(records: Sequence[RunRecord]) -> list[SelectionTask]:
-    """One :class:`SelectionTask` per (task or subset, method) with at least two sweep points."""
+    """One :class:`SelectionTask` per (task or subset, method, settings label) with at least
+    two sweep points."""
     from boomda.select import VALIDATORS
 
     done = [r for r in records if r.status == DONE and r.point and r.target_f1 is not None]
     out = []
     for column in _first_appearance([r.column for r in done]):
-        for method in _first_appearance([r.method for r in done if r.column == column]):
-            runs = [r for r in done if r.column == column and r.method == method]
+        for method, settings in _first_appearance([(r.method, r.settings_label) for r in done
+                                                   if r.column == column]):
+            runs = [r for r in done if r.column == column and r.method == method
+                    and r.settings_label == settings]
             points = _first_appearance([r.point for r in runs])
             if len(points) < 2:
                 continue
@@ -670,7 +789,7 @@ def selection_tasks(records: Sequence[RunRecord]) -> list[SelectionTask]:
                     finite = [x for x in values if x is not None and math.isfinite(x)]
                     scores[v][p] = statistics.fmean(finite) if finite else math.nan
             default = next((p for p in points if is_default_point(p)), None)
-            out.append(SelectionTask(column, method, f1, scores, default))
+            out.append(SelectionTask(column, method, f1, scores, default, settings))
     return out
 
 
@@ -688,7 +807,7 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
 
     body = []
     for t in tasks:
-        body.append([t.task, t.method, f1_text(t, t.default), f1_text(t, t.selected(validator)),
+        body.append([t.task, t.label, f1_text(t, t.default), f1_text(t, t.selected(validator)),
                      f1_text(t, t.best())])
 
     def mean_of(values: list[float | None]) -> str:
@@ -706,8 +825,8 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
              "The selected point maximises the validator's mean score over seeds, computed from "
              "source labels and unlabelled target data only; the last column reads target labels "
              "and is an upper bound for any selection rule, not a usable one.")
-    several = len({t.method for t in tasks}) > 1
-    labels = [f"{t.task} ({t.method})" if several else t.task for t in tasks]
+    several = len({t.label for t in tasks}) > 1
+    labels = [f"{t.task} ({t.label})" if several else t.task for t in tasks]
     rows = []
     for v in VALIDATORS:
         picked = [t.f1[p] if (p := t.selected(v)) else None for t in tasks]
@@ -747,6 +866,9 @@ def _report_markdown(grid: Path, records: Sequence[RunRecord], table: Table,
                                             else "The finished runs share versions, machine "
                                                  "and settings apart from method, seed and "
                                                  "modalities."))
+    if any(r.settings_label for r in by_status[DONE]):
+        parts[-1] += ("\n\nRuns of one method that differ in such a setting are never averaged "
+                      "together: each setting has a row of its own, labelled `{setting=value}`.")
     parts.append("## Target weighted F1 (Table 1 layout)\n\n" + render_table1(table))
     ablation = render_table2(table)
     if ablation is not None:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from boomda.atomic import atomic_write_text
+from boomda import rundir
+from boomda.atomic import atomic_write, atomic_write_text
 from boomda.config import RunConfig
 from boomda.data.container import MultimodalData
 from boomda.data.mfeat import load_multiple_features
@@ -132,24 +133,14 @@ class RunResult:
 
 
 def default_run_name(config: RunConfig) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    mods = "+".join(config.data.modalities) if config.data.modalities else "all"
-    return f"{config.train.method}-{mods}-seed{config.train.seed}-{stamp}"
+    """``method-modalities-seedN-<time>-<random>`` (see :func:`boomda.rundir.default_run_name`)."""
+    return rundir.default_run_name(config.train.method, config.data.modalities,
+                                   config.train.seed)
 
 
-def run_experiment(
-    config: RunConfig,
-    *,
-    progress: bool = False,
-    on_step: Callable[[StepLog], None] | None = None,
-) -> RunResult:
-    """Train and evaluate one configuration and write its run folder under ``config.out``.
-
-    Folder contents: ``config.yaml`` (resolved config, seed, versions), ``metrics.jsonl`` (one
-    line per step; written as ``metrics.jsonl.partial`` while training), ``results.json`` and
-    ``model.pt``. Every final file appears atomically.
-    """
-    wall_start = time.perf_counter()
+def _prepare(config: RunConfig, progress: bool):
+    """The domain pair (and the backbone encoders of a raw corpus) of ``config``; fills in the
+    config's resolved data settings."""
     config.train.validate()
     encoders = None
     if config.raw is not None:
@@ -168,32 +159,142 @@ def run_experiment(
     config.train.validate(n_modalities=len(pair.modalities))
     if not config.data.modalities:
         config.data.modalities = list(pair.modalities)
-    folder = Path(config.out) / (config.name or default_run_name(config))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
-                          f"name): {exc.strerror or exc}") from None
-    resolved = {**config.to_dict(), "environment": environment(), "pair": pair.info}
-    atomic_write_text(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    return pair, encoders
 
-    partial = folder / "metrics.jsonl.partial"
+
+def run_experiment(
+    config: RunConfig,
+    *,
+    progress: bool = False,
+    on_step: Callable[[StepLog], None] | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Train and evaluate one configuration and write its run folder under ``config.out``.
+
+    The folder (``config.name``, else a name that cannot collide) is created exclusively: an
+    existing one is an error unless ``overwrite``. Contents: see :mod:`boomda.rundir`. Every
+    final file appears atomically; a killed run keeps its last checkpoint, from which
+    :func:`resume_experiment` continues it.
+    """
+    wall_start = time.perf_counter()
+    fingerprint = rundir.config_fingerprint(config)
+    config.train.validate()
+    if config.name is not None:  # a bad name fails before the data are prepared
+        _check_name(config)
+    pair, encoders = _prepare(config, progress)
+    name = config.name or default_run_name(config)
+    folder = rundir.create_run_folder(Path(config.out) / name, overwrite=overwrite)
+    identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
+    resolved = {**config.to_dict(), "run": identity, "environment": environment(),
+                "pair": pair.info}
+    atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
+    return _train(config, pair, encoders, folder, identity, None, progress, on_step,
+                  wall_start)
+
+
+def _check_name(config: RunConfig) -> None:
+    name = str(config.name)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise BoomdaError(f"option name {name!r}: a run folder's name, without '/'")
+    if len(name.encode()) > 255:
+        raise BoomdaError(f"option name: {len(name.encode())} bytes; a folder name holds at "
+                          f"most 255")
+
+
+def resume_experiment(
+    folder: str | Path,
+    *,
+    progress: bool = False,
+    on_step: Callable[[StepLog], None] | None = None,
+) -> RunResult:
+    """Continue the unfinished run in ``folder`` from its last checkpoint, with the config it was
+    started with. The result equals the uninterrupted run's (on CPU, bit for bit: parameters,
+    metrics and scores; only the timings differ)."""
+    wall_start = time.perf_counter()
+    folder = Path(folder)
+    if not (folder / rundir.CONFIG).is_file():
+        raise BoomdaError(f"--resume {folder}: not a run folder (no {rundir.CONFIG})")
+    status = rundir.run_status(folder)
+    if status == rundir.DONE:
+        raise BoomdaError(f"--resume {folder}: the run is already finished "
+                          f"({rundir.RESULTS} exists)")
+    if not (folder / rundir.CHECKPOINT).is_file():
+        raise BoomdaError(f"--resume {folder}: no {rundir.CHECKPOINT}; the run stopped before "
+                          f"its first checkpoint (or was started with checkpoint_every: 0). "
+                          f"Start it again with --overwrite")
+    resolved = _read_config_yaml(folder / rundir.CONFIG)
+    identity = resolved.pop("run", None)
+    if not isinstance(identity, dict) or "id" not in identity:
+        raise BoomdaError(f"{folder / rundir.CONFIG}: has no run identity; cannot resume")
+    environment_then = resolved.pop("environment", {}) or {}
+    resolved.pop("pair", None)
+    config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
+    try:
+        state = torch.load(folder / rundir.CHECKPOINT, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise BoomdaError(f"{folder / rundir.CHECKPOINT}: not a readable checkpoint "
+                          f"({type(exc).__name__}); start the run again with --overwrite") \
+            from None
+    if not isinstance(state, dict) or state.get("run_id") != identity["id"]:
+        raise BoomdaError(f"{folder / rundir.CHECKPOINT}: belongs to another run than "
+                          f"{rundir.CONFIG}; start the run again with --overwrite")
+    now = environment()
+    changed = [k for k in ("boomda_version", "torch_version") if environment_then.get(k) != now[k]]
+    if changed:
+        import warnings
+
+        warnings.warn(f"{folder}: resumed with other versions ({', '.join(changed)}); the "
+                      f"result may differ from an uninterrupted run", stacklevel=2)
+    pair, encoders = _prepare(config, progress)
+    return _train(config, pair, encoders, folder, identity, state, progress, on_step,
+                  wall_start)
+
+
+def _read_config_yaml(path: Path) -> dict:
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BoomdaError(f"{path}: cannot read as YAML ({exc})") from None
+    if not isinstance(value, dict):
+        raise BoomdaError(f"{path}: expected a mapping at the top level")
+    return value
+
+
+def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity: dict,
+           resume: dict | None, progress: bool, on_step, wall_start: float) -> RunResult:
+    partial = folder / rundir.METRICS_PARTIAL
+    if resume is not None:
+        # keep the metrics of the steps before the checkpoint; drop those logged after it
+        kept = _metric_lines(partial)[: int(resume["step"])]
+        atomic_write_text(partial, "".join(kept))
+    checkpoint_file = folder / rundir.CHECKPOINT
+    before = float(resume.get("train_seconds", 0.0)) if resume is not None else 0.0
     start = time.perf_counter()
-    with partial.open("w") as fh:
+    with partial.open("a" if resume is not None else "w") as fh:
         def record(log: StepLog) -> None:
             fh.write(json.dumps(log.to_dict()) + "\n")
             if on_step is not None:
                 on_step(log)
 
-        adapter = DomainAdapter(config.train).fit(pair, encoders=encoders, progress=progress,
-                                                  on_step=record)
-    train_seconds = time.perf_counter() - start
-    os.replace(partial, folder / "metrics.jsonl")
+        def save_checkpoint(state: dict) -> None:
+            fh.flush()
+            os.fsync(fh.fileno())
+            state["run_id"] = identity["id"]
+            state["train_seconds"] = before + time.perf_counter() - start
+            atomic_write(checkpoint_file, lambda tmp: torch.save(state, tmp))
+
+        adapter = DomainAdapter(config.train).fit(
+            pair, encoders=encoders, progress=progress, on_step=record,
+            checkpoint=save_checkpoint, checkpoint_every=config.checkpoint_every,
+            resume=resume)
+    train_seconds = before + time.perf_counter() - start
+    os.replace(partial, folder / rundir.METRICS)
 
     last = adapter.history[-1]
     from boomda.select import score_model
 
     results = {
+        "run": identity,
         "method": config.train.method,
         "gamma_solver": config.train.gamma_solver,
         "gamma_normalization": config.train.gamma_normalization,
@@ -215,12 +316,22 @@ def run_experiment(
                                            "skipped_unreadable", "cache")}
                 if config.raw is not None else None),
         "steps": len(adapter.history),
+        "resumed_at_step": int(resume["step"]) if resume is not None else None,
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / max(1, len(adapter.history)),
     }
     if config.raw is not None:
         adapter.metadata = {"classes": pair.info["classes"], "raw": dataclasses.asdict(config.raw)}
-    adapter.save(folder / "model.pt")
+    adapter.save(folder / rundir.MODEL)
     results["wall_seconds"] = time.perf_counter() - wall_start
-    atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(folder / rundir.RESULTS, json.dumps(results, indent=2) + "\n")
+    checkpoint_file.unlink(missing_ok=True)
     return RunResult(folder, results, adapter)
+
+
+def _metric_lines(path: Path) -> list[str]:
+    """The complete lines of a metrics file (a line cut by a kill is dropped)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    return [line for line in lines if line.endswith("\n")]

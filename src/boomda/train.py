@@ -9,11 +9,15 @@ is kept (no model selection).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import random
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +27,10 @@ from boomda.data.container import MultimodalData, step_counts
 from boomda.data.pair import DomainPair
 from boomda.errors import DataError, TrainingError
 from boomda.methods import Batch, Method
+from boomda.nn.backbone_encoder import BackboneEncoder
+
+#: version of the training-state layout (:meth:`Trainer.fit`'s ``checkpoint``)
+TRAINING_STATE_FORMAT = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,6 +72,14 @@ class _Sampler:
     @property
     def batches_per_pass(self) -> int:
         return self.n // self.batch_size
+
+    def state(self) -> dict[str, Any]:
+        """Where the sampler is in its current pass (its random generator is saved apart)."""
+        return {"order": torch.from_numpy(self._order.copy()), "pos": self._pos}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._order = state["order"].numpy().astype(np.int64)
+        self._pos = int(state["pos"])
 
     def next(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         if self._pos + self.batch_size > len(self._order):
@@ -132,13 +148,23 @@ class Trainer:
         pair: DomainPair,
         on_step: Callable[[StepLog], None] | None = None,
         progress: bool = False,
+        *,
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_every: int = 0,
+        resume: dict[str, Any] | None = None,
     ) -> list[StepLog]:
+        """Train for ``config.epochs`` epochs and return the per-step logs.
+
+        ``checkpoint``: called with the whole training state (see :meth:`training_state`) at the
+        end of every ``checkpoint_every``-th epoch but the last. ``resume``: such a state; the
+        run continues from it exactly as if it had never stopped (on CPU, bit for bit).
+        """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         source = _Sampler(pair.source, cfg.batch_size, self.device, rng, "source")
         target = _Sampler(pair.target, cfg.batch_size, self.device, rng, "target")
         for name, sampler in (("source", source), ("target", target)):
-            if sampler.batch_size < cfg.batch_size:
+            if sampler.batch_size < cfg.batch_size and resume is None:
                 warnings.warn(f"batch_size {cfg.batch_size} exceeds the {sampler.n} {name} "
                               f"samples; each {name} batch holds all {sampler.n}",
                               stacklevel=2)
@@ -146,15 +172,19 @@ class Trainer:
         total = cfg.epochs * steps_per_epoch
         net = self.method.net
         net.fit_standardization(source.x)
+        history: list[StepLog] = []
+        first = 0
+        if resume is not None:
+            first, history = self._restore(resume, rng, source, target, total)
         self.method.train()
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, desc=f"{self.method.name}", unit="step", leave=False)
-        history: list[StepLog] = []
+            bar = tqdm(total=total, initial=first, desc=f"{self.method.name}", unit="step",
+                       leave=False)
         try:
-            for step in range(total):
+            for step in range(first, total):
                 start = time.perf_counter()
                 xs, ys = source.next()
                 xt, yt_hidden = target.next()
@@ -180,11 +210,65 @@ class Trainer:
                     bar.update(1)
                     if step % 10 == 0:
                         bar.set_postfix(loss=f"{log.loss:.3f}")
+                epoch_done = (step + 1) % steps_per_epoch == 0
+                if (checkpoint is not None and checkpoint_every > 0 and epoch_done
+                        and step + 1 < total
+                        and ((step + 1) // steps_per_epoch) % checkpoint_every == 0):
+                    checkpoint(self.training_state(step + 1, rng, source, target, history))
         finally:
             if bar is not None:
                 bar.close()
         self.method.eval()
         return history
+
+    def training_state(self, step: int, rng: np.random.Generator, source: _Sampler,
+                       target: _Sampler, history: list[StepLog]) -> dict[str, Any]:
+        """Everything the next step depends on: the model and the optimiser, every random state
+        (torch, CUDA, numpy's global and the samplers' generator, Python's), where each sampler
+        is in its pass, the next step's index, and the logs so far. Tensors, numbers and
+        strings only, so that ``torch.load(..., weights_only=True)`` reads it."""
+        np_state = np.random.get_state()
+        return {
+            "format": TRAINING_STATE_FORMAT,
+            "step": step,
+            "total_steps": self.config.epochs * max(1, source.batches_per_pass),
+            "model": {k: v.detach().cpu().clone() for k, v in stored_state(self.method).items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": (torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []),
+                "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                          "rest": json.dumps([np_state[0], *map(_plain_number, np_state[2:])])},
+                "python": json.dumps(random.getstate()),
+                "sampler": json.dumps(rng.bit_generator.state),
+            },
+            "samplers": {"source": source.state(), "target": target.state()},
+            "history": json.dumps([dataclasses.asdict(log) for log in history]),
+        }
+
+    def _restore(self, state: dict[str, Any], rng: np.random.Generator, source: _Sampler,
+                 target: _Sampler, total: int) -> tuple[int, list[StepLog]]:
+        if state.get("format") != TRAINING_STATE_FORMAT:
+            raise TrainingError(f"checkpoint format {state.get('format')!r} is not "
+                                f"{TRAINING_STATE_FORMAT} (written by another boomda version)")
+        if int(state["total_steps"]) != total:
+            raise TrainingError(f"the checkpoint is of a run of {state['total_steps']} steps, "
+                                f"this run has {total}: the data or the settings changed")
+        self.method.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["rng"]
+        torch.set_rng_state(saved["torch"])
+        if self.device.type == "cuda" and saved["cuda"]:
+            torch.cuda.set_rng_state_all(saved["cuda"])
+        name, *rest = json.loads(saved["numpy"]["rest"])
+        np.random.set_state((name, saved["numpy"]["keys"].numpy().astype(np.uint32), *rest))
+        version, internal, gauss = json.loads(saved["python"])
+        random.setstate((version, tuple(internal), gauss))
+        rng.bit_generator.state = json.loads(saved["sampler"])
+        source.load_state(state["samplers"]["source"])
+        target.load_state(state["samplers"]["target"])
+        history = [StepLog(**fields) for fields in json.loads(state["history"])]
+        return int(state["step"]), history
 
     @staticmethod
     def _record(step, epoch, loss, out, yt_hidden, seconds) -> StepLog:
@@ -201,3 +285,15 @@ class Trainer:
             weights=dict(out.weights), gamma=out.gamma, r=out.r,
             n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
         )
+
+
+def _plain_number(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def stored_state(method: Method) -> dict[str, torch.Tensor]:
+    """The state-dict entries a checkpoint holds: all but the frozen weights of backbones (they
+    are reloaded from the backbone's folder)."""
+    frozen = {id(t) for e in method.net.encoders.values() if isinstance(e, BackboneEncoder)
+              for t in e.frozen_tensors()}
+    return {k: v for k, v in method.state_dict(keep_vars=True).items() if id(v) not in frozen}

@@ -1,0 +1,141 @@
+"""The run folder: its file names, its identity, its status, and its exclusive creation.
+
+A run folder holds
+
+- ``config.yaml``: the resolved config, the environment, and the run's identity (``run``);
+- ``metrics.jsonl``: one line per step (``metrics.jsonl.partial`` while training);
+- ``checkpoint.pt``: the training state, written atomically every ``checkpoint_every`` epochs
+  while the run is unfinished (``boomda run --resume``), removed once the run is done;
+- ``model.pt`` and ``results.json``, written last; ``results.json`` repeats the identity.
+
+A run's identity is a random id, given when its folder is created, and the fingerprint of the
+config it was asked to run (:func:`config_fingerprint`). A folder is *done* only when
+``results.json`` and ``config.yaml`` carry the same id, so a folder holding the files of two runs
+is never taken for a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from boomda.errors import BoomdaError
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+METRICS_PARTIAL = "metrics.jsonl.partial"
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+RESULTS = "results.json"
+ERROR = "error.txt"
+
+#: statuses of a run folder
+DONE, FAILED, MISSING, UNFINISHED, STALE = "done", "failed", "missing", "unfinished", "stale"
+
+#: the files a run folder may hold (anything else means the folder is not only a run folder)
+RUN_FILES = {CONFIG, METRICS, METRICS_PARTIAL, CHECKPOINT, MODEL, RESULTS, ERROR}
+
+
+def config_fingerprint(config: Any) -> str:
+    """SHA-256 (16 hex digits) of a run config's settings: everything but where the run folder
+    goes (``out``, ``name``). ``config`` is a :class:`~boomda.config.RunConfig` or its dict."""
+    d = config if isinstance(config, dict) else config.to_dict()
+    settings = {k: v for k, v in d.items() if k not in ("out", "name")}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_run_id() -> str:
+    """A random run id (time-ordered prefix, then 8 random hex digits)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
+
+
+def default_run_name(method: str, modalities: list[str], seed: int) -> str:
+    """``method-modalities-seedN-<date>-<time>-<random>``: two runs started in the same second
+    still get different names."""
+    mods = "+".join(modalities) if modalities else "all"
+    return f"{method}-{mods}-seed{seed}-{new_run_id()}"
+
+
+def identity(run_id: str, fingerprint: str, name: str) -> dict[str, str]:
+    return {"id": run_id, "config_fingerprint": fingerprint, "name": name,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _read_run_section(path: Path) -> dict | None:
+    """The ``run`` identity section of config.yaml or results.json, None if absent/unreadable."""
+    try:
+        if path.suffix == ".json":
+            value = json.loads(path.read_text())
+        else:
+            import yaml
+
+            value = yaml.safe_load(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("run"), dict):
+        return None
+    return value["run"]
+
+
+def run_status(folder: str | Path, fingerprint: str | None = None) -> str:
+    """The status of a run folder.
+
+    ``done``: results.json and config.yaml name the same run (and, given ``fingerprint``, the
+    run had that config); ``stale``: finished, but with another config, or its files belong to
+    different runs; ``failed``: error.txt; ``unfinished``: started (config.yaml) but not done;
+    ``missing``: no such folder or an empty one.
+    """
+    folder = Path(folder)
+    if (folder / RESULTS).is_file():
+        result_id = _read_run_section(folder / RESULTS)
+        config_id = _read_run_section(folder / CONFIG)
+        if result_id is None or config_id is None or result_id.get("id") != config_id.get("id"):
+            return STALE
+        if fingerprint is not None and result_id.get("config_fingerprint") != fingerprint:
+            return STALE
+        return DONE
+    if (folder / ERROR).is_file():
+        return FAILED
+    if folder.is_dir() and any(folder.iterdir()):
+        return UNFINISHED
+    return MISSING
+
+
+def create_run_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Create ``folder`` for a new run, exclusively: an existing folder is an error unless
+    ``overwrite``, which replaces it (only if it holds nothing but run files, so that a mistyped
+    ``--name`` cannot delete a folder of other data)."""
+    folder = Path(folder)
+    if overwrite and folder.exists():
+        if not folder.is_dir():
+            raise BoomdaError(f"run folder {folder}: exists and is not a folder")
+        foreign = sorted(p.name for p in folder.iterdir()
+                         if p.name not in RUN_FILES and not p.name.startswith("."))
+        if foreign:
+            raise BoomdaError(f"run folder {folder}: --overwrite refused, the folder holds "
+                              f"files that are not a run's ({', '.join(foreign[:3])})")
+        shutil.rmtree(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
+                          f"name): {exc.strerror or exc}") from None
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        status = run_status(folder)
+        what = {DONE: "a finished run", FAILED: "a failed run",
+                UNFINISHED: "an unfinished run (continue it with --resume)",
+                STALE: "a run"}.get(status, "nothing, but exists")
+        raise BoomdaError(f"run folder {folder} already exists and holds {what}; choose another "
+                          f"--name, or pass --overwrite to replace it") from None
+    except OSError as exc:
+        raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
+                          f"name): {exc.strerror or exc}") from None
+    return folder
