@@ -1,0 +1,168 @@
+"""Every error path of the command line ends in exit code 2 and one line on stderr that names
+the culprit: no traceback, whatever the bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from boomda.cli import main
+
+
+def _call(argv, capsys):
+    """(exit code, stderr) of ``boomda ARGV`` run in this process."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def _made(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        _make_files(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def files(_made, monkeypatch):
+    monkeypatch.chdir(_made)
+    return _made
+
+
+def _make_files(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("not a zip")
+    np.savez("one.npz", a=np.zeros((1, 3)), b=np.zeros((1, 2)), labels=np.zeros(1, int))
+    np.savez("d.npz", a=rng.random((40, 3)), b=rng.random((40, 2)), labels=np.arange(40) % 2)
+    np.savez("stray.npz", a=rng.random((40, 3)), b=rng.random((40, 2)),
+             labels=np.r_[np.arange(39) % 2, 99])
+    np.savez("nolabels.npz", a=rng.random((40, 3)), b=rng.random((40, 2)))
+    np.savez("onlya.npz", a=rng.random((40, 3)))
+    np.savez("fewcols.npz", a=rng.random((40, 2)), b=rng.random((40, 2)))
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "bad_seed.yaml").write_text("data:\n  split_seed: abc\n")
+    (tmp_path / "bad_syntax.yaml").write_text("data: [unclosed\n")
+    (tmp_path / "bad_key.yaml").write_text("trian:\n  epochs: 3\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "grid_bad.yaml").write_text("name: g\nmethds: [dt]\n")
+    (tmp_path / "garbage.pt").write_bytes(b"\x00\x01garbage")
+    torch.save({"format": 99}, tmp_path / "other.pt")
+    code = main(["run", "--dataset", "d.npz", "--epochs", "1", "--name", "m", "--no-progress"])
+    assert code == 0
+
+
+#: (argv, a fragment the one line must hold)
+CASES = [
+    ([], "the following arguments are required"),
+    (["fly"], "invalid choice: 'fly'"),
+    (["run", "--epochs", "a"], "--epochs: invalid int value: 'a'"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "--method", "nope"], "unknown method 'nope'"),
+    (["run", "--epochs", "0"], "option epochs must be at least 1"),
+    (["run", "--lr", "-1"], "option lr must be positive"),
+    (["run", "--batch-size", "1"], "option batch_size must be at least 2"),
+    (["run", "--dropout", "1.5"], "dropout"),
+    (["run", "--modalities", "fou"], "needs at least 2 modalities"),
+    (["run", "--modalities", "fou,audio"], "unknown modality 'audio'"),
+    (["run", "--shift", "fou"], "--shift 'fou': expected MODALITY=SPEC"),
+    (["run", "--shift", "fou=noise:db=3"], "unknown parameter 'db'"),
+    (["run", "--shift", "fou=blur:x=1"], "blur"),
+    (["run", "--shift", "zzz=noise:snr=1"], "unknown modality 'zzz'"),
+    (["run", "--option", "trade_off"], "--option 'trade_off': expected KEY=VALUE"),
+    (["run", "--method", "dann", "--option", "nope=1"], "nope"),
+    (["run", "--ca-form", "frob"], "unknown ca_form 'frob'"),
+    (["run", "--gamma-normalization", "l3"], "unknown gamma_normalization 'l3'"),
+    (["run", "--gamma-solver", "magic"], "unknown gamma_solver 'magic'"),
+    (["run", "--device", "cuda:0"] if not torch.cuda.is_available() else ["run", "--device",
+                                                                            "tpu"], "device"),
+    (["run", "--dataset", "missing.npz"], "'missing.npz': no such file"),
+    (["run", "--dataset", "empty.npz"], "empty.npz: cannot read as .npz"),
+    (["run", "--dataset", "text.npz"], "text.npz: cannot read as .npz"),
+    (["run", "--dataset", "one.npz"], "1 samples; the protocol"),
+    (["run", "--dataset", "stray.npz"], "no sample of class 2"),
+    (["run", "--dataset", "nolabels.npz"], "has no 'labels' array"),
+    (["run", "--dataset", "d.npz", "--holdout", "1.5"], "holdout"),
+    (["run", "--config", "missing.yaml"], "missing.yaml"),
+    (["run", "--config", "bad_syntax.yaml"], "bad_syntax.yaml"),
+    (["run", "--config", "bad_key.yaml"], "unknown key 'trian'"),
+    (["run", "--config", "list.yaml"], "list.yaml"),
+    (["run", "--config", "bad_seed.yaml"], "data.split_seed: cannot read 'abc' as int"),
+    (["run", "--dataset", "d.npz", "--out", "afile"], "cannot create the run folder"),
+    (["run", "--dataset", "d.npz", "--name", "x" * 300], "a folder name holds at most 255"),
+    (["run", "--dataset", "d.npz", "--name", "a/b"], "without '/'"),
+    (["run", "--dataset", "d.npz", "--name", "m"], "already exists and holds a finished run"),
+    (["run", "--dataset", "d.npz", "--name", "folder", "--out", "."], "already exists"),
+    (["run", "--checkpoint-every", "-1"], "--checkpoint-every -1"),
+    (["run", "--resume", "nowhere"], "not a run folder"),
+    (["run", "--resume", "runs/m"], "already finished"),
+    (["run", "--resume", "runs/m", "--seed", "2"], "--seed does not apply"),
+    (["bench", "missing.yaml"], "missing.yaml"),
+    (["bench", "grid_bad.yaml"], "unknown key 'methds'"),
+    (["bench", "configs/none.yaml", "--workers", "x"], "--workers: invalid int value"),
+    (["bench", "grid_bad.yaml", "--select", "oracle"], "--select 'oracle'"),
+    (["predict", "missing.pt", "d.npz"], "checkpoint not found: missing.pt"),
+    (["predict", "garbage.pt", "d.npz"], "garbage.pt: not a readable boomda checkpoint"),
+    (["predict", "other.pt", "d.npz"], "other.pt: not a boomda checkpoint"),
+    (["predict", "runs/m/model.pt", "missing.npz"], "'missing.npz': no such file"),
+    (["predict", "runs/m/model.pt", "onlya.npz"], "missing modality 'b'"),
+    (["predict", "runs/m/model.pt", "fewcols.npz"], "2 features, the model expects 3"),
+    (["predict", "runs/m/model.pt", "d.npz", "--out", "folder"], "--out folder: is a folder"),
+    (["predict", "runs/m/model.pt", "d.npz", "--out", "afile/x.csv"], "--out afile/x.csv"),
+    (["report", "folder"], "no runs/ folder"),
+    (["report", "nowhere"], "nowhere"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_every_bad_input_ends_in_one_line(files, capsys, argv, fragment):
+    code, err = _call([*argv, *(["--no-progress"] if argv[:1] == ["run"] else [])], capsys)
+    assert code == 2, (argv, err)
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("boomda"), err
+    assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_an_unexpected_error_is_one_line_too(files, capsys, monkeypatch):
+    import boomda.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("deep inside\ntorch")
+
+    monkeypatch.setattr(boomda.run, "build_pair", broken)
+    code, err = _call(["run", "--no-progress"], capsys)
+    assert code == 2
+    assert err.strip() == ("boomda: error: unexpected RuntimeError: deep inside torch (a bug or an "
+                           "unchecked input; BOOMDA_TRACEBACK=1 shows where)")
+    monkeypatch.setenv("BOOMDA_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="deep inside"):
+        main(["run", "--no-progress"])
+
+
+def test_warnings_are_one_line(files, capsys):
+    code, err = _call(["run", "--dataset", "d.npz", "--epochs", "1", "--batch-size", "500",
+                       "--no-progress", "--overwrite", "--name", "w"], capsys)
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "boomda: warning: batch_size 500 exceeds the 16 source samples; each source batch holds "
+        "all 16",
+        "boomda: warning: batch_size 500 exceeds the 20 target samples; each target batch holds "
+        "all 20"]
+
+
+def test_a_real_process_prints_one_line(files):
+    """The installed entry point, not only ``main``: one line, exit code 2."""
+    proc = subprocess.run([sys.executable, "-m", "boomda", "run", "--dataset", "empty.npz"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "boomda: error: empty.npz: cannot read as .npz (No data left in file)"]
