@@ -431,3 +431,32 @@ def test_padding_never_changes_a_prediction(corpora):
              for m, v in data.views.items()}
     for a, b in zip(reference, logits(alone), strict=True):
         torch.testing.assert_close(a[shortest : shortest + 1], b, rtol=1e-4, atol=1e-5)
+
+
+def test_raw_run_resumes_exactly(corpora, tmp_path, monkeypatch):
+    """A run on a raw corpus (tiny backbones, last layer trained) killed after its first epoch
+    continues from its checkpoint to exactly the uninterrupted run's parameters and scores."""
+    from boomda.run import resume_experiment
+    from boomda.train import Trainer
+
+    cache = tmp_path / "cache"
+    whole = run_experiment(_run_config(corpora, "iemocap", tmp_path, cache, "whole", epochs=3))
+    steps = len(whole.adapter.history)
+    record, calls = Trainer._record, {"n": 0}
+
+    def stopping(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > steps * 2 // 3 + 1:
+            raise KeyboardInterrupt
+        return record(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_record", staticmethod(stopping))
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(_run_config(corpora, "iemocap", tmp_path, cache, "cut", epochs=3))
+    resumed = resume_experiment(tmp_path / "runs" / "cut")
+    assert resumed.results["resumed_at_step"] == steps * 2 // 3
+    assert resumed.results["target"] == whole.results["target"]
+    assert resumed.results["final_gamma"] == whole.results["final_gamma"]
+    a, b = whole.adapter.method.state_dict(), resumed.adapter.method.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
