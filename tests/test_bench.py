@@ -151,7 +151,7 @@ def test_leftovers_of_an_interrupted_cell_are_not_results(tmp_path):
     cell.mkdir(parents=True)
     (cell / "config.yaml").write_text("stale: true\n")
     (cell / "metrics.jsonl.partial").write_text('{"step": 0}\n')
-    assert cell_status(cell) == "missing"
+    assert cell_status(cell) == "unfinished"  # started, not done; no checkpoint: from scratch
     result = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
     assert result.ran == 1 and cell_status(cell) == "done"
     assert not (cell / "metrics.jsonl.partial").exists()

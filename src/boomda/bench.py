@@ -1,23 +1,56 @@
 """Grids of runs: methods x modality subsets x seeds on one data set, in parallel and resumable.
 
-A grid folder holds ``grid.yaml`` (the resolved grid) and ``runs/<cell>/``, one run folder per
-cell (see :func:`boomda.run.run_experiment`). A cell is finished exactly when its
-``results.json`` exists; that file is written last and atomically, so a cell interrupted at any
-moment is simply unfinished and is run again, from scratch, by the next ``boomda bench`` on the
-same folder. A cell that raised an error gets ``error.txt`` instead and is retried on a rerun.
+A grid folder holds ``grid.yaml`` (the resolved grid), ``.lock`` (see below) and
+``runs/<cell>/``, one run folder per cell (see :mod:`boomda.rundir`).
+
+*Statuses.* A cell's status is its run folder's (:func:`boomda.rundir.run_status`, given the
+fingerprint of the cell's config): ``done`` only when ``results.json`` and ``config.yaml`` name
+the same run and that run had the cell's config; ``failed`` (``error.txt``); ``unfinished``
+(started, not done); ``stale`` (finished, but with another config, or its files belong to
+different runs); ``missing``. Every cell that is not done is run by the next ``boomda bench`` on
+the folder; done cells are skipped.
+
+*Resumption.* An unfinished cell whose folder holds a checkpoint of a run with the cell's config
+is continued from it (:func:`boomda.run.resume_experiment`, which on CPU gives the uninterrupted
+run's result bit for bit); any other cell that is not done (failed, stale, unfinished without a
+usable checkpoint) is removed and run from scratch. Cells are seeded, so a grid stopped at any
+moment and run again ends with the results of an uninterrupted run. A cell that raises an
+error gets ``error.txt`` (written atomically) and is retried on a rerun.
+
+*Lock.* While a bench runs, it holds :func:`grid_lock` on the grid folder: an exclusive
+``flock`` on ``.lock``, which names the holder (pid, host, start). A second bench on the folder
+fails at once with a one-line :class:`~boomda.errors.BoomdaError` naming the holder. The kernel
+releases the lock when its holder dies, however it dies, so a lock left by a killed bench is
+simply taken over (with one line on stderr). Without ``fcntl`` (Windows), ``.lock`` is created
+exclusively and holds the pid, and the lock of a process that no longer runs is taken over.
+
+*Shutdown.* Cells run in worker processes (``spawn``) when ``workers > 1``. The workers end with
+the main process whatever ends it (SIGKILL included: ``PR_SET_PDEATHSIG`` on Linux, and a thread
+that watches the parent pid everywhere), and ignore SIGINT, so that a Ctrl-C in a terminal is
+handled by the main process only. SIGINT, SIGTERM or SIGHUP to the main process stops the grid at
+once: no further cell starts, the running workers are killed (the cells they ran stay
+unfinished, resumable), the lock is released and :class:`GridInterrupted` (a ``BoomdaError``)
+says in one line how many cells are done and that the same command resumes the grid. With
+``workers == 1`` the cells run in the main process: the current cell is abandoned the same way.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
+import signal
+import socket
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import combinations, product
 from pathlib import Path
@@ -25,11 +58,19 @@ from typing import Any
 
 import yaml
 
+from boomda import rundir
 from boomda.config import RunConfig, coerce, load_yaml_mapping
-from boomda.errors import BoomdaError, ConfigError
+from boomda.errors import BoomdaError, ConfigError, TrainingError
 
-RESULTS = "results.json"
-ERROR = "error.txt"
+try:
+    import fcntl
+except ImportError:  # Windows: grid_lock falls back to an exclusively created pid file
+    fcntl = None  # type: ignore[assignment]
+
+RESULTS = rundir.RESULTS
+ERROR = rundir.ERROR
+#: the lock file of a grid folder
+LOCK = ".lock"
 
 
 @dataclass
@@ -234,41 +275,365 @@ class Cell:
     point: str = ""
 
 
-def cell_status(folder: Path) -> str:
-    """``done`` (results.json), ``failed`` (error.txt) or ``missing``."""
-    if (folder / RESULTS).is_file():
-        return "done"
-    if (folder / ERROR).is_file():
-        return "failed"
-    return "missing"
+def cell_status(folder: str | Path, fingerprint: str | None = None) -> str:
+    """The status of a cell's run folder (:func:`boomda.rundir.run_status`): ``done``,
+    ``failed``, ``unfinished``, ``stale`` or ``missing``. Given the fingerprint of the cell's
+    config, a run of another config is ``stale``."""
+    return rundir.run_status(folder, fingerprint)
 
 
-def _init_worker(threads: int) -> None:
+def cell_payload(cell: Cell, runs: str | Path) -> tuple[dict[str, Any], str]:
+    """What a worker receives for ``cell`` (its config as a dict, ``out`` set to ``runs``) and
+    the fingerprint of the config :func:`boomda.run.run_experiment` will be given."""
+    cell.config.out = str(runs)
+    config_dict = cell.config.to_dict()
+    fingerprint = rundir.config_fingerprint(RunConfig.from_dict(config_dict,
+                                                                where=f"cell {cell.id}"))
+    return config_dict, fingerprint
+
+
+# --------------------------------------------------------------------------- the grid lock
+
+
+class GridLocked(BoomdaError):
+    """The grid folder is in use by another bench."""
+
+
+def _holder_text() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "command": "boomda bench"}) + "\n"
+
+
+def _parse_holder(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _describe_holder(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another boomda bench (pid unknown)"
+    return (f"{holder.get('command', 'boomda bench')} (pid {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')}, since {holder.get('since', '?')})")
+
+
+def _in_use(folder: Path, holder: dict[str, Any] | None) -> GridLocked:
+    return GridLocked(f"grid folder {folder} is in use by {_describe_holder(holder)}; wait for "
+                      f"it or stop it")
+
+
+def _taking_over(folder: Path, holder: dict[str, Any] | None) -> None:
+    if holder:
+        print(f"boomda: grid folder {folder}: taking over the lock of pid "
+              f"{holder.get('pid', '?')} (host {holder.get('host', '?')}, since "
+              f"{holder.get('since', '?')}), which is no longer running", file=sys.stderr)
+
+
+def _read_fd(fd: int) -> str:
+    chunks = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 4096, offset)
+        if not chunk:
+            return b"".join(chunks).decode(errors="replace")
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _lock_with_flock(folder: Path, path: Path) -> Callable[[], None]:
+    assert fcntl is not None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    os.set_inheritable(fd, False)  # no child process keeps the lock alive
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = None
+        for _ in range(20):  # the holder writes its name right after taking the lock
+            holder = _parse_holder(_read_fd(fd))
+            if holder:
+                break
+            time.sleep(0.025)
+        os.close(fd)
+        if isinstance(exc, BlockingIOError):
+            raise _in_use(folder, holder) from None
+        raise BoomdaError(f"grid folder {folder}: cannot lock {path.name} "
+                          f"({exc.strerror or exc})") from None
+    try:
+        _taking_over(folder, _parse_holder(_read_fd(fd)))  # a clean release leaves it empty
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _holder_text().encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+    def release() -> None:
+        try:
+            os.ftruncate(fd, 0)  # kept, emptied: unlinking would race with a new holder
+        finally:
+            os.close(fd)  # releases the flock
+
+    return release
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _lock_with_pid_file(folder: Path, path: Path) -> Callable[[], None]:
+    text = _holder_text()
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = _parse_holder(path.read_text())
+            except OSError:
+                holder = None
+            if holder is None:  # being written right now, or garbage
+                time.sleep(0.05)
+                try:
+                    holder = _parse_holder(path.read_text())
+                except OSError:
+                    continue
+            if holder is not None:
+                same_host = holder.get("host") == socket.gethostname()
+                pid = holder.get("pid")
+                if not same_host or not isinstance(pid, int) or _pid_alive(pid):
+                    raise _in_use(folder, holder) from None
+            _taking_over(folder, holder)
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+        def release() -> None:
+            try:
+                if path.read_text() == text:
+                    path.unlink()
+            except OSError:
+                pass
+
+        return release
+    raise BoomdaError(f"grid folder {folder}: cannot take the lock {path.name}")
+
+
+@contextmanager
+def grid_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold the grid folder ``folder`` (created if needed) exclusively for the duration of the
+    block; raises :class:`GridLocked` (a ``BoomdaError``) naming the holder if another process
+    holds it. The lock ends with its holder, however that ends (see the module docstring)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BoomdaError(f"cannot create the grid folder {folder}: "
+                          f"{exc.strerror or exc}") from None
+    path = folder / LOCK
+    release = (_lock_with_flock if fcntl is not None else _lock_with_pid_file)(folder, path)
+    try:
+        yield path
+    finally:
+        release()
+
+
+# --------------------------------------------------------------------------- workers
+
+
+#: Linux prctl option: the signal a process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a worker: end when the main process ``parent_pid`` ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the death signal was set
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="boomda-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
+    """Set torch's threads; in a worker process (``parent_pid`` given), also end with the main
+    process and leave SIGINT to it."""
+    if parent_pid is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
 
 
+def _config_fingerprint_of(folder: Path) -> str | None:
+    try:
+        value = yaml.safe_load((folder / rundir.CONFIG).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    run = value.get("run") if isinstance(value, dict) else None
+    return run.get("config_fingerprint") if isinstance(run, dict) else None
+
+
+def _resumable(path: Path, fingerprint: str) -> bool:
+    return (rundir.run_status(path, fingerprint) == rundir.UNFINISHED
+            and (path / rundir.CHECKPOINT).is_file()
+            and _config_fingerprint_of(path) == fingerprint)
+
+
 def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]:
-    """Run one cell in a worker process; returns (cell id, status, seconds)."""
+    """Run one cell (in a worker process, or in the main one); returns (cell id, status,
+    seconds). An unfinished run of the same config is resumed from its checkpoint; anything
+    else in the folder is removed and the cell run from scratch. An error is recorded in
+    ``error.txt``."""
     from boomda.atomic import atomic_write_text
-    from boomda.run import run_experiment
+    from boomda.run import resume_experiment, run_experiment
 
     path = Path(folder)
     start = time.perf_counter()
-    if path.exists():  # leftovers of an interrupted or failed attempt: start clean
-        shutil.rmtree(path)
     config = RunConfig.from_dict(config_dict, where=f"cell {path.name}")
+    fingerprint = rundir.config_fingerprint(config)
     try:
-        run_experiment(config, progress=False)
+        if rundir.run_status(path, fingerprint) == rundir.DONE:
+            return path.name, "done", time.perf_counter() - start
+        if _resumable(path, fingerprint):
+            for tmp in path.glob(".*.tmp"):  # an atomic write cut by the kill
+                tmp.unlink(missing_ok=True)
+            try:
+                resume_experiment(path)
+                return path.name, "done", time.perf_counter() - start
+            except TrainingError:
+                raise  # a real failure; from scratch it would fail the same way
+            except BoomdaError:
+                pass  # unreadable checkpoint, another run's files: start over
+        if path.exists():
+            shutil.rmtree(path)
+        run_experiment(config, progress=False, overwrite=True)
         return path.name, "done", time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - a failed cell is recorded, the grid goes on
         path.mkdir(parents=True, exist_ok=True)
-        if not (path / "config.yaml").exists():  # failed before the run wrote its config
-            atomic_write_text(path / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+        if not (path / rundir.CONFIG).exists():  # failed before the run wrote its config
+            atomic_write_text(path / rundir.CONFIG,
+                              yaml.safe_dump(config_dict, sort_keys=False))
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         atomic_write_text(path / ERROR, message + "\n\n" + traceback.format_exc())
         return path.name, "failed", time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class GridInterrupted(BoomdaError):
+    """A grid stopped by a signal (SIGINT, SIGTERM, SIGHUP) to the main process; ``done`` of
+    ``total`` cells are done. Running the same grid on the folder again resumes it."""
+
+    def __init__(self, message: str, *, signal_name: str, done: int, total: int) -> None:
+        super().__init__(message)
+        self.signal_name, self.done, self.total = signal_name, done, total
+
+
+class _Stop(KeyboardInterrupt):
+    """Raised in the main thread by a stop signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: the signals that stop a grid (those the platform has)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT, SIGTERM and SIGHUP into :class:`_Stop` in the main thread for the duration
+    of the block; a signal that is ignored (``nohup``, a background job) stays ignored. After the
+    first one the others are ignored, so that the cleanup is not cut short. The previous
+    handlers are restored at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Stop(signum)
+
+    try:
+        for sig in _STOP_SIGNALS:
+            current = signal.getsignal(sig)
+            if current is signal.SIG_IGN or current is None:
+                continue
+            previous[sig] = current
+            signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers now (terminate, then kill) and start no further call."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + 2.0
+    for process in processes:
+        try:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        except (OSError, ValueError, AttributeError, AssertionError):
+            pass
+
+
+# --------------------------------------------------------------------------- the grid
 
 
 @dataclass
@@ -308,47 +673,63 @@ def run_grid(
     report: bool = True,
     on_cell: Callable[[str, str], None] | None = None,
 ) -> BenchResult:
-    """Run every unfinished cell of ``spec`` under ``folder`` with ``workers`` processes.
+    """Run every cell of ``spec`` under ``folder`` that is not done, with ``workers`` processes.
 
     ``threads``: torch threads per worker (default: the CPU count divided by ``workers``, at
-    least 1). Finished cells are skipped; failed and missing ones are run. When a worker process
-    dies the grid stops with :class:`BoomdaError`; rerunning resumes it.
+    least 1). Done cells are skipped, unfinished ones resumed, the others run from scratch. The
+    folder is locked for the duration (:func:`grid_lock`; :class:`GridLocked` if another bench
+    holds it). When a worker process dies the grid stops with :class:`BoomdaError`; SIGINT,
+    SIGTERM or SIGHUP stop it with :class:`GridInterrupted`. Rerunning resumes it.
     """
     folder = Path(folder)
     if workers < 1:
         raise ConfigError(f"option workers must be at least 1, got {workers}")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    prepare_folder(spec, folder)
-    runs = folder / "runs"
-    runs.mkdir(exist_ok=True)
     cells = spec.cells()
-    todo = [c for c in cells if cell_status(runs / c.id) != "done"]
-    start = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    with grid_lock(folder), _stop_on_signals():
+        runs = folder / "runs"
+        start = time.perf_counter()
+        failed = ran = 0
+        try:
+            prepare_folder(spec, folder)
+            runs.mkdir(exist_ok=True)
+            payloads = []
+            for cell in cells:
+                config_dict, fingerprint = cell_payload(cell, runs)
+                if cell_status(runs / cell.id, fingerprint) != rundir.DONE:
+                    payloads.append((cell.id, config_dict))
+            ran = len(payloads)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=spec.name,
-                   unit="cell", file=sys.stderr, dynamic_ncols=True)
-    failed = 0
-    payloads = []
-    for cell in todo:
-        config = cell.config
-        config.out = str(runs)
-        payloads.append((cell.id, config.to_dict()))
-    try:
-        if todo:
-            failed = _execute(payloads, runs, workers, threads, bar, on_cell)
-    finally:
-        if bar is not None:
-            bar.close()
-    done = sum(cell_status(runs / c.id) == "done" for c in cells)
-    result = BenchResult(folder, done, failed, len(todo), time.perf_counter() - start)
-    if report:
-        from boomda.report import write_report
+                bar = tqdm(total=len(cells), initial=len(cells) - len(payloads),
+                           desc=spec.name, unit="cell", file=sys.stderr, dynamic_ncols=True)
+            try:
+                if payloads:
+                    failed = _execute(payloads, runs, workers, threads, bar, on_cell)
+            finally:
+                if bar is not None:
+                    bar.close()
+            done = _count_done(cells, runs)
+            result = BenchResult(folder, done, failed, ran, time.perf_counter() - start)
+            if report:
+                from boomda.report import write_report
 
-        write_report(folder)
-    return result
+                write_report(folder)
+            return result
+        except _Stop as stop:
+            name = signal.Signals(stop.signum).name
+            done = _count_done(cells, runs)
+            raise GridInterrupted(
+                f"grid {spec.name} stopped by {name}: {done} of {len(cells)} cells done; the "
+                f"running cells were stopped and no further cell started. Run the same "
+                f"command again to resume", signal_name=name, done=done, total=len(cells)
+            ) from None
+
+
+def _count_done(cells: list[Cell], runs: Path) -> int:
+    return sum(cell_status(runs / c.id, cell_payload(c, runs)[1]) == rundir.DONE for c in cells)
 
 
 def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> int:
@@ -371,26 +752,34 @@ def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> 
     import multiprocessing as mp
 
     context = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
-        pending = {pool.submit(run_cell, config, str(runs / cell_id)): cell_id
-                   for cell_id, config in payloads}
-        left = len(pending)
-        while pending:
-            _describe(bar, running=min(workers, left), left=left, failed=failed)
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, os.getpid()))
+    try:
+        queue = deque(payloads)
+        pending: dict[Any, str] = {}
+        while queue or pending:
+            # only as many cells in the pool as workers: a stop leaves no queued cell behind
+            while queue and len(pending) < workers:
+                cell_id, config = queue.popleft()
+                pending[pool.submit(run_cell, config, str(runs / cell_id))] = cell_id
+            _describe(bar, running=len(pending), left=len(pending) + len(queue), failed=failed)
+            finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 cell_id = pending.pop(future)
                 try:
-                    finish(*future.result()[:2])
+                    outcome = future.result()
                 except BrokenProcessPool:
-                    unfinished = [*pending.values(), cell_id]
+                    unfinished = len(pending) + len(queue) + 1
                     raise BoomdaError(
                         f"a worker process died (killed, or out of memory) while running "
-                        f"{len(unfinished)} unfinished cell(s); finished cells are kept. Run "
+                        f"{unfinished} unfinished cell(s); finished cells are kept. Run "
                         f"the same command again to resume."
                     ) from None
-                left -= 1
+                finish(*outcome[:2])
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return failed
 
 
