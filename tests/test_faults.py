@@ -423,8 +423,8 @@ def _random_kills(tmp_path: Path, raw: dict, kinds: list[str], seed: int,
 @needs_proc
 @needs_posix
 def test_killed_main_and_worker_then_rerun_gives_the_uninterrupted_results(tmp_path):
-    _random_kills(tmp_path, _grid(seeds=[0, 1, 2], epochs=4), ["SIGKILL main",
-                                                                "SIGKILL worker"],
+    _random_kills(tmp_path, _grid(seeds=[0, 1, 2], epochs=4),
+                  ["SIGKILL main", "SIGKILL worker", "SIGKILL main", "SIGTERM main"],
                   seed=7, longest=2.0)
 
 
