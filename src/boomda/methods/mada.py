@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from boomda.config import TrainConfig
+from boomda.errors import ConfigError
 from boomda.losses import domain_adversarial_loss
 from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
@@ -33,7 +34,16 @@ def class_weighted_inputs(features: torch.Tensor, probs: torch.Tensor) -> torch.
 
 @dataclass
 class MADAOptions(AdversarialOptions):
+    """Also ``class_weight``: the weight of each class discriminator's loss (the released code's
+    ``loss_weight``)."""
+
     hidden: int = 256
+    class_weight: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.class_weight < 0:
+            raise ConfigError(f"options.class_weight must be >= 0, got {self.class_weight}")
 
 
 class MADA(AdversarialMethod):
@@ -57,5 +67,6 @@ class MADA(AdversarialMethod):
             for logits in (disc(x) for disc, x in zip(self.discriminators, inputs, strict=True))
         )
         terms = {"ib": source_loss(out, n, source.y, self.config), "domain": domain}
-        return MethodOutput(terms, {"ib": 1.0, "domain": self.options.trade_off},
+        weight = self.options.trade_off * self.options.class_weight
+        return MethodOutput(terms, {"ib": 1.0, "domain": weight},
                             extras={"grl": self.grl.coefficient(progress)})
