@@ -17,7 +17,6 @@ from boomda.losses import (
 )
 from boomda.methods import BASELINES, METHODS, build_method
 from boomda.methods.cdan import CDAN
-from boomda.methods.dada import mix_domains
 from boomda.methods.mada import class_weighted_inputs
 from boomda.nn.adversarial import GradientReversal, grl_schedule, reverse_gradient
 from boomda.nn.net import MultimodalNet
@@ -132,17 +131,6 @@ def test_pcl_loss_by_hand():
     expected = total / 4
     got = probabilistic_contrastive_loss(torch.tensor(pa), torch.tensor(pb), scale).item()
     assert got == pytest.approx(expected, rel=1e-10)
-
-
-def test_dada_mixed_samples_and_three_way_targets():
-    zs = torch.tensor([[1.0, 0.0], [2.0, 2.0], [0.0, 4.0]])
-    zt = torch.tensor([[0.0, 1.0], [4.0, 0.0]])
-    lam = torch.tensor([0.25, 0.5])
-    inputs, targets = mix_domains(zs, zt, lam)
-    expected_mix = torch.tensor([[0.25, 0.75], [3.0, 1.0]])
-    assert torch.allclose(inputs[3:5], expected_mix)
-    assert torch.equal(inputs[:3], zs) and torch.equal(inputs[5:], zt)
-    assert targets.tolist() == [0, 0, 0, 1, 1, 2, 2]
 
 
 def test_discriminators_are_trained_and_saved():

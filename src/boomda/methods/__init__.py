@@ -13,7 +13,6 @@ from boomda.methods.base import Batch, Method, MethodOutput
 from boomda.methods.boomda import VARIANTS, BoomdaMethod
 from boomda.methods.cdan import CDAN
 from boomda.methods.dada import DADA
-from boomda.methods.dada_mcd import DADAMCD
 from boomda.methods.daln import DALN
 from boomda.methods.dann import DANN
 from boomda.methods.mada import MADA
@@ -22,7 +21,7 @@ from boomda.nn.net import MultimodalNet
 
 #: method name -> Method class
 METHODS: dict[str, type[Method]] = {
-    **VARIANTS, **{cls.name: cls for cls in (DANN, CDAN, MADA, DALN, PCL, DADA, DADAMCD)}
+    **VARIANTS, **{cls.name: cls for cls in (DANN, CDAN, MADA, DALN, PCL, DADA)}
 }
 BASELINES = ["dt", "dann", "cdan", "mada", "daln", "pcl", "dada"]
 
