@@ -19,7 +19,8 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_losses.json"
 
 @pytest.fixture(scope="module")
 def pair():
-    return build_pair(RunConfig.from_dict({"data": {"modalities": REFERENCE["data"]["modalities"]}}))
+    modalities = REFERENCE["data"]["modalities"]
+    return build_pair(RunConfig.from_dict({"data": {"modalities": modalities}}))
 
 
 @pytest.mark.parametrize("case", REFERENCE["cases"],

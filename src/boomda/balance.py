@@ -69,32 +69,61 @@ class AlignmentProblem:
 @dataclass
 class BalanceResult:
     """``gamma``: (M+1,) detached weights on the simplex; ``gram``: Q, when computed; ``r``: the
-    diagnostic ``max_{i!=j} |Q_ij| / min_i Q_ii`` (inf when some Q_ii is 0), when Q is known."""
+    diagnostic ``max_{i!=j} |Q_ij| / min_i Q_ii`` (inf when some Q_ii is 0), when Q is known.
+    ``gradients``: ``(g, h)`` of :func:`representation_gradients`, when the strategy computed
+    them: the gradient of the weighted alignment w.r.t. Z_m is then known without a second pass
+    through the alignment losses (:meth:`representation_gradient`)."""
 
     gamma: torch.Tensor
     gram: np.ndarray | None = None
     r: float | None = None
+    gradients: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    def representation_gradient(self, m: int, scale: float = 1.0) -> torch.Tensor:
+        """``scale * (gamma_m g_m + gamma_{M+1} h_m)``: the gradient of
+        ``scale * sum_k gamma_k L_k`` w.r.t. Z_m."""
+        assert self.gradients is not None
+        own, fused = self.gradients
+        gamma = self.gamma.to(own[m].dtype)
+        return (scale * gamma[m]) * own[m] + (scale * gamma[-1]) * fused[m]
 
 
-def representation_gram(losses: list[torch.Tensor], reps: list[torch.Tensor]) -> np.ndarray:
-    """Q from representation gradients, with two ``autograd.grad`` calls (SPEC 4).
-
-    Returns a float64 (M+1, M+1) array. The graph is kept for the later backward pass.
-    """
+def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor]
+                             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``(g, h)``: ``g[m] = dL_m/dZ_m`` and ``h[m] = dL_{M+1}/dZ_m``, with two ``autograd.grad``
+    calls (the per-modality losses together, since L_m depends on Z_m only; then the fused one).
+    The graph is kept for the later backward pass."""
     m_count = len(reps)
     if len(losses) != m_count + 1:
         raise ValueError(f"expected {m_count + 1} losses for {m_count} representations")
     own = torch.autograd.grad(sum(losses[:m_count]), reps, retain_graph=True, allow_unused=True)
     fused = torch.autograd.grad(losses[m_count], reps, retain_graph=True, allow_unused=True)
+    zero = [torch.zeros_like(z) for z in reps]
+    return ([z if g is None else g for g, z in zip(own, zero, strict=True)],
+            [z if h is None else h for h, z in zip(fused, zero, strict=True)])
+
+
+def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> np.ndarray:
+    """Q (float64, (M+1, M+1)) from :func:`representation_gradients`' output; computed on the
+    gradients' device and copied to the host once."""
+    m_count = len(own)
+    g = torch.stack([x.detach().double().flatten() @ x.detach().double().flatten()
+                     for x in own])
+    gh = torch.stack([x.detach().double().flatten() @ y.detach().double().flatten()
+                      for x, y in zip(own, fused, strict=True)])
+    hh = sum(y.detach().double().flatten() @ y.detach().double().flatten() for y in fused)
+    values = torch.cat([g, gh, hh.reshape(1)]).cpu().numpy()
     q = np.zeros((m_count + 1, m_count + 1))
-    for m, (g, h) in enumerate(zip(own, fused, strict=True)):
-        g = torch.zeros_like(reps[m]) if g is None else g
-        h = torch.zeros_like(reps[m]) if h is None else h
-        g64, h64 = g.detach().double().flatten(), h.detach().double().flatten()
-        q[m, m] = float(g64 @ g64)
-        q[m, m_count] = q[m_count, m] = float(g64 @ h64)
-        q[m_count, m_count] += float(h64 @ h64)
+    q[np.arange(m_count), np.arange(m_count)] = values[:m_count]
+    q[np.arange(m_count), m_count] = q[m_count, np.arange(m_count)] = values[m_count:2 * m_count]
+    q[m_count, m_count] = values[-1]
     return q
+
+
+def representation_gram(losses: list[torch.Tensor], reps: list[torch.Tensor]) -> np.ndarray:
+    """Q from representation gradients (problem P2; see the module docstring). Returns a float64
+    (M+1, M+1) array. The graph is kept for the later backward pass."""
+    return gram_from_gradients(*representation_gradients(losses, reps))
 
 
 def parameter_gram(losses: list[torch.Tensor], params: list[torch.nn.Parameter]) -> np.ndarray:
@@ -286,9 +315,10 @@ class Balancer(ABC):
         return normalize_gram(q, values, self.normalization)
 
 
-def _result(gamma: np.ndarray, q: np.ndarray | None, like: torch.Tensor) -> BalanceResult:
+def _result(gamma: np.ndarray, q: np.ndarray | None, like: torch.Tensor,
+            gradients=None) -> BalanceResult:
     tensor = torch.as_tensor(gamma, dtype=like.dtype, device=like.device)
-    return BalanceResult(tensor, q, None if q is None else off_diagonal_ratio(q))
+    return BalanceResult(tensor, q, None if q is None else off_diagonal_ratio(q), gradients)
 
 
 class UniformBalancer(Balancer):
@@ -309,12 +339,18 @@ class _GramBalancer(Balancer):
     @abstractmethod
     def solve(q: np.ndarray) -> np.ndarray: ...
 
-    def gram(self, problem: AlignmentProblem) -> np.ndarray:
-        return representation_gram(problem.losses, problem.reps)
+    def gradients(self, problem: AlignmentProblem):
+        """The representation gradients (kept in the result), or None for a Q of another
+        kind."""
+        return representation_gradients(problem.losses, problem.reps)
+
+    def gram(self, problem: AlignmentProblem, gradients) -> np.ndarray:
+        return gram_from_gradients(*gradients)
 
     def __call__(self, problem: AlignmentProblem) -> BalanceResult:
-        q = self._normalized(self.gram(problem), problem)
-        return _result(self.solve(q), q, problem.losses[0])
+        gradients = self.gradients(problem)
+        q = self._normalized(self.gram(problem, gradients), problem)
+        return _result(self.solve(q), q, problem.losses[0], gradients)
 
 
 class ClosedFormBalancer(_GramBalancer):
@@ -346,7 +382,10 @@ class ParameterMGDABalancer(_GramBalancer):
     name = "mgda_params"
     solve = staticmethod(solve_min_norm_exact)
 
-    def gram(self, problem: AlignmentProblem) -> np.ndarray:
+    def gradients(self, problem: AlignmentProblem):
+        return None
+
+    def gram(self, problem: AlignmentProblem, gradients) -> np.ndarray:
         if not problem.params:
             raise ValueError("mgda_params needs the encoder parameters in the problem")
         return parameter_gram(problem.losses, problem.params)

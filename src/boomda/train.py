@@ -197,7 +197,7 @@ class Trainer:
                         f"learning rate (lr={cfg.lr}) or check the input scale"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                out.backward(loss)
                 self.optimizer.step()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)  # time the whole step, not its launch

@@ -54,6 +54,12 @@ class MethodOutput:
     ``sum_k weights[k] * terms[k]``. ``gamma``/``r``: balancing weights and diagnostic, when the
     method balances. ``pseudo_keep``/``pseudo_labels``: the target pseudo-labels, when it makes
     them (their accuracy is logged by the trainer as a diagnostic).
+
+    ``injected``: (tensor, gradient) pairs whose gradient the method already knows: a term whose
+    gradient w.r.t. an intermediate tensor was computed anyway (Boomda's alignment losses, whose
+    representation gradients the balancing needs) is then recorded detached, and its gradient
+    enters :meth:`backward` at that tensor, so that the backward pass does not traverse the
+    term's graph a second time.
     """
 
     terms: dict[str, torch.Tensor]
@@ -63,9 +69,23 @@ class MethodOutput:
     pseudo_keep: torch.Tensor | None = None
     pseudo_labels: torch.Tensor | None = None
     extras: dict[str, float] = field(default_factory=dict)
+    injected: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     def total(self) -> torch.Tensor:
+        """``sum_k weights[k] * terms[k]`` (its gradient omits the injected ones)."""
         return sum(self.weights[k] * t for k, t in self.terms.items())
+
+    def backward(self, total: torch.Tensor) -> None:
+        """Back-propagate ``total`` (:meth:`total`) together with the injected gradients: the
+        parameter gradients of the whole weighted loss."""
+        if not self.injected:
+            total.backward()
+            return
+        tensors = [total, *(t for t, _ in self.injected)]
+        grads = [None, *(g for _, g in self.injected)]
+        if not total.requires_grad:  # every term injected
+            tensors, grads = tensors[1:], grads[1:]
+        torch.autograd.backward(tensors, grads)
 
 
 def source_loss(out: NetOutput, n_source: int, labels: torch.Tensor,

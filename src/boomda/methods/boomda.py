@@ -31,6 +31,9 @@ class BoomdaMethod(Method):
     use_ca = True
     use_pl = True
     fixed_solver: str | None = None
+    #: inject the alignment's representation gradients when the balancing computed them (see
+    #: MethodOutput.injected); False back-propagates through the alignment losses again
+    inject_gradients = True
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
@@ -56,9 +59,15 @@ class BoomdaMethod(Method):
                 AlignmentProblem(losses, out.reps, self.net.encoder_parameters())
             )
             gamma = balance.gamma.tolist()
+            inject = self.inject_gradients and balance.gradients is not None
             for name, loss, g in zip(names, losses, gamma, strict=True):
-                result.terms[f"ca_{name}"] = loss
+                # with the representation gradients known, the weighted alignment enters the
+                # backward pass as gradients at Z_1..Z_M: its graph is not traversed again
+                result.terms[f"ca_{name}"] = loss.detach() if inject else loss
                 result.weights[f"ca_{name}"] = cfg.alpha2 * g
+            if inject:
+                result.injected = [(z, balance.representation_gradient(m, cfg.alpha2))
+                                   for m, z in enumerate(out.reps)]
             result.gamma, result.r = gamma, balance.r
         return result
 
