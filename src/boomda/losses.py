@@ -97,10 +97,16 @@ def relative_coral_loss(z_source: torch.Tensor, z_target: torch.Tensor,
 
 
 def correlation(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Correlation matrix of the rows of ``z``: ``C_ij / sqrt((C_ii + eps)(C_jj + eps))``."""
-    c = covariance(z)
-    std = torch.sqrt(torch.diagonal(c) + eps)
-    return c / (std[:, None] * std[None, :])
+    """Correlation matrix of the rows of ``z``: ``C_ij / sqrt((C_ii + eps)(C_jj + eps))``, C the
+    unbiased covariance. Computed as ``S^T S / (B - 1)`` with S the centred columns divided by
+    their standard deviations: no (d, d) division, whose backward pass costs several passes over
+    d^2 entries."""
+    _check_batch(z, "correlation")
+    centred = z - z.mean(dim=0, keepdim=True)
+    n = z.shape[0] - 1
+    std = torch.sqrt((centred * centred).sum(dim=0) / n + eps)
+    scaled = centred / std
+    return scaled.T @ scaled / n
 
 
 def correlation_alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:

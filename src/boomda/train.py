@@ -92,7 +92,7 @@ class _Sampler:
             rows = v[idx]
             if m in self.steps:
                 rows = rows[:, : int(self.steps[m][idx].max())]
-            batch[m] = rows.to(self.device, non_blocking=True).float()
+            batch[m] = rows.to(self.device, dtype=torch.get_default_dtype(), non_blocking=True)
         y = None if self.y is None else self.y[idx].to(self.device)
         return batch, y
 
