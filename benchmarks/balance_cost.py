@@ -46,7 +46,7 @@ from boomda.balance import (
     solve_min_norm_closed_form,
     solve_min_norm_exact,
 )
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, TrainConfig
 from boomda.losses import alignment_loss
 from boomda.nn.net import MultimodalNet
 
@@ -209,9 +209,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated encoder hidden widths (default 512,2048,4096; "
                              "512 is the TrainConfig default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--ca-form", default="coral",
-                        help="correlation-alignment form timed (default coral, as measured in "
-                             "docs/benchmarks.md; the shipped default is correlation)")
+    parser.add_argument("--ca-form", default=TrainConfig.ca_form,
+                        help=f"correlation-alignment form timed (default: the shipped default, "
+                             f"{TrainConfig.ca_form})")
     parser.add_argument("--repeats", type=int, default=50,
                         help="repetitions of the balancing-call-alone timing")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/balance_cost.md"),

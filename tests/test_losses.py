@@ -9,7 +9,9 @@ from boomda.errors import DataError
 from boomda.losses import (
     LOGDET_EPS,
     alignment_loss,
+    coral_distance,
     coral_loss,
+    correlation,
     correlation_alignment_loss,
     covariance,
     diag_log_det,
@@ -193,3 +195,24 @@ def test_correlation_alignment_ignores_per_dimension_scale():
 def test_unknown_alignment_form_is_named():
     with pytest.raises(DataError, match="unknown CA form 'frob'"):
         alignment_loss(torch.zeros(3, 2), torch.zeros(3, 2), "frob")
+
+
+@pytest.mark.parametrize(("n_s", "n_t", "d"), [(10, 12, 5), (10, 12, 40), (6, 30, 20),
+                                               (48, 48, 300)])
+def test_alignment_forms_through_gram_matrices_equal_numpy(n_s, n_t, d):
+    """When d exceeds the batch the forms go through (B, B) Gram matrices; every path equals
+    numpy's covariance and correlation matrices, in float64."""
+    rng = np.random.default_rng(d)
+    zs, zt = rng.normal(0, 2, (n_s, d)), rng.normal(0.5, 1, (n_t, d))
+    cs, ct = np.cov(zs.T), np.cov(zt.T)
+    rs, rt = np.corrcoef(zs.T), np.corrcoef(zt.T)
+    gap = ((ct - cs) ** 2).sum()
+    a, b = torch.from_numpy(zs), torch.from_numpy(zt)
+    assert coral_distance(a, b).item() == pytest.approx(gap, rel=1e-12)
+    assert coral_loss(a, b).item() == pytest.approx(gap / (4 * d * d), rel=1e-12)
+    assert relative_coral_loss(a, b).item() == pytest.approx(
+        gap / ((cs ** 2).sum() + (ct ** 2).sum()), rel=1e-12)
+    # eps = 1e-8 in the standard deviations: a relative difference of about 1e-8
+    assert correlation_alignment_loss(a, b).item() == pytest.approx(
+        ((rt - rs) ** 2).sum() / d ** 2, rel=1e-6)
+    assert np.allclose(correlation(a).numpy(), rs, atol=1e-7)

@@ -5,6 +5,8 @@ Shapes: ``z`` is (B, d) representations of one modality; ``logits`` is (B, C); `
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -62,13 +64,48 @@ def _check_pair(z_source: torch.Tensor, z_target: torch.Tensor, what: str) -> No
                         f"{z_target.shape[1]}")
 
 
+def _covariance_factor(z: torch.Tensor) -> torch.Tensor:
+    """``A`` with ``A^T A`` the unbiased covariance of the rows of ``z``: the centred rows over
+    ``sqrt(B - 1)``."""
+    _check_batch(z, "covariance")
+    return (z - z.mean(dim=0, keepdim=True)) / math.sqrt(z.shape[0] - 1)
+
+
+def _correlation_factor(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``S`` with ``S^T S`` the correlation matrix of the rows of ``z`` (:func:`correlation`)."""
+    a = _covariance_factor(z)
+    return a / torch.sqrt((a * a).sum(dim=0) + eps)
+
+
+def _small_dimension(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape[1] <= max(a.shape[0], b.shape[0])
+
+
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``<a^T a, b^T b>_F = tr(a^T a b^T b) = ||a b^T||_F^2``: through the (d, d) products when
+    d does not exceed the batches, else through the (B_a, B_b) product ``a b^T``, far cheaper
+    when the dimension exceeds the batch (the fused representation)."""
+    if _small_dimension(a, b):
+        return ((a.T @ a) * (b.T @ b)).sum()
+    p = a @ b.T
+    return (p * p).sum()
+
+
+def _gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a^T a - b^T b||_F^2``: directly when d does not exceed the batches, else as
+    ``<a,a> - 2 <a,b> + <b,b>`` through :func:`_inner`."""
+    if _small_dimension(a, b):
+        diff = a.T @ a - b.T @ b
+        return (diff * diff).sum()
+    return _inner(a, a) - 2.0 * _inner(a, b) + _inner(b, b)
+
+
 def coral_distance(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
     """The paper's Eq. (10), unnormalised: ``|| C_t - C_s ||_F^2``, C the unbiased covariance.
 
     Its size grows with the square of the representation's scale and with its dimension."""
     _check_pair(z_source, z_target, "coral_distance")
-    diff = covariance(z_target) - covariance(z_source)
-    return (diff * diff).sum()
+    return _gap(_covariance_factor(z_target), _covariance_factor(z_source))
 
 
 def coral_loss(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
@@ -91,22 +128,16 @@ def relative_coral_loss(z_source: torch.Tensor, z_target: torch.Tensor,
     is differentiated too, so no direction of the gradient merely rescales the representation.
     """
     _check_pair(z_source, z_target, "relative_coral_loss")
-    cs, ct = covariance(z_source), covariance(z_target)
-    diff = ct - cs
-    return (diff * diff).sum() / ((cs * cs).sum() + (ct * ct).sum() + eps)
+    a, b = _covariance_factor(z_source), _covariance_factor(z_target)
+    return _gap(b, a) / (_inner(a, a) + _inner(b, b) + eps)
 
 
 def correlation(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Correlation matrix of the rows of ``z``: ``C_ij / sqrt((C_ii + eps)(C_jj + eps))``, C the
-    unbiased covariance. Computed as ``S^T S / (B - 1)`` with S the centred columns divided by
-    their standard deviations: no (d, d) division, whose backward pass costs several passes over
-    d^2 entries."""
-    _check_batch(z, "correlation")
-    centred = z - z.mean(dim=0, keepdim=True)
-    n = z.shape[0] - 1
-    std = torch.sqrt((centred * centred).sum(dim=0) / n + eps)
-    scaled = centred / std
-    return scaled.T @ scaled / n
+    unbiased covariance; computed as ``S^T S`` with S the centred columns over their standard
+    deviations (no (d, d) division)."""
+    s = _correlation_factor(z, eps)
+    return s.T @ s
 
 
 def correlation_alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
@@ -114,11 +145,11 @@ def correlation_alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor) -
     matrix of each domain's batch (:func:`correlation`).
 
     Invariant to rescaling any single dimension in either domain, and bounded by 4 (every entry
-    of R lies in [-1, 1]); differences of per-dimension variance are not penalised."""
+    of R lies in [-1, 1]); differences of per-dimension variance are not penalised. When d
+    exceeds the batch, computed through (B, B) Gram matrices rather than (d, d) ones."""
     _check_pair(z_source, z_target, "correlation_alignment_loss")
     d = z_source.shape[1]
-    diff = correlation(z_target) - correlation(z_source)
-    return (diff * diff).sum() / (d * d)
+    return _gap(_correlation_factor(z_target), _correlation_factor(z_source)) / (d * d)
 
 
 #: the correlation-alignment forms, by the name the ``ca_form`` option takes

@@ -140,7 +140,7 @@ class Trainer:
         self.device = device
         self.optimizer = torch.optim.Adam(
             [p for p in method.parameters() if p.requires_grad], lr=config.lr,
-            betas=tuple(config.betas), weight_decay=config.weight_decay,
+            betas=tuple(config.betas), weight_decay=config.weight_decay, foreach=True,
         )
 
     def fit(
