@@ -4,6 +4,11 @@ Every utterance carries its class in each signal (a tone's pitch, the frames' co
 so a model can learn the task; the backbones are ``transformers`` models with random weights
 saved to local folders (with a word-piece tokenizer for the text model), loaded as a user's
 pretrained weights would be.
+
+The corpora follow the real release layouts (see docs/raw.md): IEMOCAP's dialog videos are
+split-screen, one actor per half, and can end before the dialog's last labelled utterances;
+MSP-IMPROV has ``Audio/``, ``Video/`` and ``Human_transcriptions/`` folders and an
+``Evaluation.txt`` that starts with a UTF-8 byte-order mark.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ IEMOCAP_CODE = {"neutral": "neu", "happy": "hap", "sad": "sad", "angry": "ang"}
 RATE = 16000
 FPS = 10
 FRAME_SIZE = 16
+#: an IEMOCAP dialog frame: HALF_WIDTH x HEIGHT pixels per actor, side by side (720 x 480 in
+#: the release; 3:2 here too, with the middle on a 16-pixel codec block boundary)
+HALF_WIDTH, HEIGHT = 48, 64
+#: the colour of the listener's half of an IEMOCAP frame (no class colour has green below 80)
+LISTENER = np.array([230, 10, 230], np.uint8)
 
 
 def tiny_backbones(root: Path, layers: int = 4) -> dict[str, Path]:
@@ -81,47 +91,111 @@ def _write_wav(path: Path, wave: np.ndarray) -> None:
     sf.write(path, wave, RATE)
 
 
-def _write_video(path: Path, colours: list[np.ndarray]) -> None:
-    """One frame per colour at ``FPS`` frames per second."""
+def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
+    """The RGB frames (H, W, 3) as an MPEG-4 video at ``fps`` frames per second."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=FPS)
-        stream.height = stream.width = FRAME_SIZE
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = height, width
         stream.pix_fmt = "yuv420p"
         stream.options = {"qscale": "1"}
-        for colour in colours:
-            pixels = np.broadcast_to(colour, (FRAME_SIZE, FRAME_SIZE, 3)).copy()
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+        for pixels in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
 
 
-def make_tiny_iemocap(root: Path, per_class: int = 4) -> Path:
+def _plain(colour: np.ndarray, height: int = FRAME_SIZE, width: int = FRAME_SIZE) -> np.ndarray:
+    return np.broadcast_to(np.asarray(colour, np.uint8), (height, width, 3)).copy()
+
+
+def split_screen(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """An IEMOCAP dialog frame: one actor's half on the left, the other's on the right."""
+    return np.concatenate([_plain(left, HEIGHT, HALF_WIDTH), _plain(right, HEIGHT, HALF_WIDTH)],
+                          axis=1)
+
+
+def make_tiny_iemocap(root: Path, per_class: int = 4,
+                      video_seconds: dict[str, float] | None = None) -> Path:
     """IEMOCAP's release layout: Session1 with two dialogs, each utterance 0.5 s of the dialog
     video, its own wav, a transcript line and a label line; plus one 'frustrated' utterance that
-    the reader drops."""
+    the reader drops.
+
+    The dialog videos are split-screen as in the release: the actor named by the dialog
+    (``Ses01F``: the female actor, who wears the motion-capture markers) on the left half, the
+    other on the right. The speaker's half shows the utterance's class colour, the listener's
+    half :data:`LISTENER`. ``video_seconds`` cuts a dialog's video to its first seconds, as some
+    release videos end before the dialog's last labelled utterances.
+    """
     session = root / "Session1"
     utterances = [(label, i) for label in range(4) for i in range(per_class)]
     dialogs = {"Ses01F_impro01": utterances[0::2], "Ses01M_script01": utterances[1::2]}
     for dialog, utts in dialogs.items():
         labels = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
-        lines, colours = [], []
+        lines, frames = [], []
         for n, (label, i) in enumerate([*utts, (-1, 0)]):
-            utt = f"{dialog}_{'F' if n % 2 else 'M'}{n:03d}"
+            speaker = "F" if n % 2 else "M"
+            utt = f"{dialog}_{speaker}{n:03d}"
             start, end = 0.5 * n, 0.5 * n + 0.5
             code = IEMOCAP_CODE[CLASSES[label]] if label >= 0 else "fru"
             wave, colour, sentence = utterance_signals(max(label, 0), i)
             labels += [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[2.5000, 2.5000, 2.5000]", ""]
             lines.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {sentence}")
-            colours += [colour] * int(0.5 * FPS)
+            on_left = speaker == dialog[5]
+            picture = split_screen(colour, LISTENER) if on_left else split_screen(LISTENER, colour)
+            frames += [picture] * int(0.5 * FPS)
             _write_wav(session / "sentences" / "wav" / dialog / f"{utt}.wav", wave)
         for sub, content in (("EmoEvaluation", labels), ("transcriptions", lines)):
             (session / "dialog" / sub).mkdir(parents=True, exist_ok=True)
             (session / "dialog" / sub / f"{dialog}.txt").write_text("\n".join(content) + "\n")
-        _write_video(session / "dialog" / "avi" / "DivX" / f"{dialog}.avi", colours)
+        if video_seconds and dialog in video_seconds:
+            frames = frames[: int(round(video_seconds[dialog] * FPS))]
+        write_video(session / "dialog" / "avi" / "DivX" / f"{dialog}.avi", frames)
+    return root
+
+
+#: (utterance id without the MSP-IMPROV- prefix, consensus letter); O (other) is dropped
+MSP_IMPROV_UTTERANCES = [("S01A-F01-P-FM01", "A"), ("S01H-M01-R-MM01", "H"),
+                         ("S02S-F02-S-FM02", "S"), ("S02N-M02-T-MF02", "N"),
+                         ("S03A-F03-P-FM03", "O")]
+MSP_IMPROV_CLASS = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "neutral"}
+
+
+def make_tiny_msp_improv(root: Path, transcripts: str = "all") -> Path:
+    """MSP-IMPROV as released: ``Evaluation.txt`` (starting with a UTF-8 byte-order mark) with a
+    consensus line and rater lines per utterance, ``Audio/`` and ``Video/`` holding
+    ``session<n>/<sentence>/<type>/<id>.wav|.avi``, and the human transcriptions
+    ``Human_transcriptions/All_human_transcriptions/<id>.txt`` (``transcripts="all"``) or, as
+    some guides show them, in session subfolders (``"sessions"``). Also ``transcripts.csv``
+    (``id,text``) for the reader's ``transcripts`` option."""
+    lines = []
+    rows = []
+    for n, (utt, code) in enumerate(MSP_IMPROV_UTTERANCES):
+        lines += [f"UTD-IMPROV-{utt}.avi; {code}; A:3.000000; V:3.000000; D:3.000000 ; "
+                  f"N:3.000000;", f"rater0{n}; Angry; ; A:3.0; V:3.0; D:3.0; N:3.0;", ""]
+        full = f"MSP-IMPROV-{utt}"
+        sentence, speaker, kind = utt.split("-")[:3]
+        where = Path(f"session{int(speaker[1:])}") / sentence / kind
+        label = CLASSES.index(MSP_IMPROV_CLASS[code])
+        wave, colour, text = utterance_signals(label, n)
+        _write_wav(root / "Audio" / where / f"{full}.wav", wave)
+        write_video(root / "Video" / where / f"{full}.avi", [_plain(colour)] * 5)
+        folder = (root / "Human_transcriptions" / "All_human_transcriptions"
+                  if transcripts == "all" else
+                  root / "Human_transcriptions" / f"session{int(speaker[1:])}")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{full}.txt").write_text(text + "\n")
+        rows.append([full, text])
+    (root / "Evaluation.txt").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    with open(root / "transcripts.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text"])
+        writer.writerows(rows)
     return root
 
 
@@ -138,7 +212,7 @@ def make_tiny_manifest(root: Path, per_class: int = 4) -> Path:
             frames = root / "frames" / utt
             frames.mkdir(parents=True, exist_ok=True)
             for f in range(4):
-                pixels = np.broadcast_to(colour, (FRAME_SIZE, FRAME_SIZE, 3)).copy()
+                pixels = _plain(colour)
                 pixels[f % FRAME_SIZE] = 255
                 Image.fromarray(pixels).save(frames / f"frame{f}.png")
             rows.append([utt, CLASSES[label], f"audio/{utt}.wav", f"frames/{utt}", sentence])

@@ -348,8 +348,13 @@ def test_example_raw_configs_parse():
     specs = iemocap.raw.modality_configs()
     assert [s.signal for s in specs.values()] == ["audio", "video", "text"]
     assert all(s.trainable_layers == 3 for s in specs.values())
+    assert iemocap.raw.video_crop == "speaker" and iemocap.raw.skip_missing
+    assert not iemocap.raw.merge_excited
     manifest = RunConfig.from_yaml(root / "manifest.yaml")
     assert list(manifest.raw.modality_configs()) == ["acoustic", "lexical"]
+    msp = RunConfig.from_yaml(root / "msp-improv.yaml")
+    assert msp.raw.corpus == "msp-improv" and msp.raw.transcripts == ""
+    assert [s.signal for s in msp.raw.modality_configs().values()] == ["audio", "video", "text"]
 
 
 @pytest.mark.slow
@@ -389,11 +394,9 @@ def test_lexical_modality_with_pretrained_minilm(corpora, tmp_path, monkeypatch)
 
 
 def test_msp_improv_layout_runs_with_audio_and_transcripts(corpora, tmp_path):
-    from tests.test_raw_signals import make_msp_improv
-
-    root = make_msp_improv(tmp_path / "MSP-IMPROV")
-    section = rc.raw_config("msp-improv", root, corpora["backbones"], "",
-                            transcripts=str(root / "transcripts.csv"))
+    root = rc.make_tiny_msp_improv(tmp_path / "MSP-IMPROV")
+    # the release's own transcripts (Human_transcriptions/), found without the option
+    section = rc.raw_config("msp-improv", root, corpora["backbones"], "")
     del section["modalities"]["visual"]
     config = RunConfig.from_dict({"raw": section, "data": {"holdout": 0.0},
                                   "train": {"epochs": 1, "batch_size": 2, "device": DEVICE},
@@ -460,3 +463,102 @@ def test_raw_run_resumes_exactly(corpora, tmp_path, monkeypatch):
     assert resumed.results["final_gamma"] == whole.results["final_gamma"]
     a, b = whole.adapter.method.state_dict(), resumed.adapter.method.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _frame_at(video, seconds):
+    """The dialog frame shown at ``seconds``, decoded directly with PyAV (uint8, H x W x 3)."""
+    import av
+
+    with av.open(str(video)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time >= seconds:
+                return frame.to_ndarray(format="rgb24").astype(float)
+    raise AssertionError(f"no frame at {seconds} s")
+
+
+def test_speaker_half_of_the_split_screen_reaches_the_image_backbone(corpora):
+    from boomda.data.raw_pair import SignalPipeline, read_corpus
+
+    raw = _raw(corpora, "iemocap", "")
+    visual = SignalPipeline("visual", raw.modality_configs()["visual"], raw, None,
+                            torch.device("cpu"))
+    items = {item.id: item for item in read_corpus(raw, ["video"]).items}
+    full_raw = _raw(corpora, "iemocap", "", video_crop="full")
+    full_items = {item.id: item for item in read_corpus(full_raw, ["video"]).items}
+    # the dialog names the actor on the left (Ses01F: the female actor); the utterance's letter
+    # names the speaker
+    expected = {"Ses01F_impro01_M000": "right", "Ses01F_impro01_F001": "left",
+                "Ses01M_script01_M000": "left", "Ses01M_script01_F001": "right"}
+    half = rc.HALF_WIDTH
+    for utt, side in expected.items():
+        item = items[utt]
+        picture = _frame_at(item.video, (item.start + item.end) / 2)
+        left = picture[:, :half].reshape(-1, 3).mean(0)
+        right = picture[:, half:].reshape(-1, 3).mean(0)
+        assert np.abs(left - right).max() > 100  # the halves differ
+        pixels, _ = visual.model_inputs(item, corrupt=False, seed=0)
+        assert pixels.shape == (1, 3, 3, rc.FRAME_SIZE, rc.FRAME_SIZE)
+        # undo the image model's normalisation (mean 0.5, std 0.5) back to 0..255
+        seen = (pixels[0].numpy() * 0.5 + 0.5) * 255.0
+        want, other = (left, right) if side == "left" else (right, left)
+        per_pixel = seen.transpose(0, 2, 3, 1).reshape(-1, 3)
+        np.testing.assert_allclose(per_pixel, np.tile(want, (len(per_pixel), 1)), atol=8)
+        assert np.abs(per_pixel.mean(0) - other).max() > 100
+        # video_crop: full squeezes both actors into the frame, the speaker's half on its side
+        whole, _ = visual.model_inputs(full_items[utt], corrupt=False, seed=0)
+        whole = (whole[0].numpy() * 0.5 + 0.5) * 255.0
+        np.testing.assert_allclose(whole[:, :, :, :6].mean(axis=(0, 2, 3)), left, atol=8)
+        np.testing.assert_allclose(whole[:, :, :, 10:].mean(axis=(0, 2, 3)), right, atol=8)
+        # another crop is another cache entry
+        assert visual.key(item, False, 0) != visual.key(full_items[utt], False, 0)
+
+
+def test_uncovered_utterances_are_reported_and_skipped_before_the_split(corpora, tmp_path,
+                                                                        monkeypatch):
+    import warnings
+
+    from boomda.data.raw_pair import SignalPipeline
+
+    # the second dialog's video ends at 4.8 s: its utterances n = 9 (4.5-5.0 s, only partly
+    # covered), 10 and 11, all three angry, lose their video
+    root = rc.make_tiny_iemocap(tmp_path / "IEMOCAP", per_class=6,
+                                video_seconds={"Ses01M_script01": 4.8})
+    uncovered = ["Ses01M_script01_F009", "Ses01M_script01_M010", "Ses01M_script01_F011"]
+    section = rc.raw_config("iemocap", root, corpora["backbones"], tmp_path / "cache")
+    del section["modalities"]["lexical"]
+
+    # without skip_missing: one error naming them, before any feature is computed
+    with pytest.raises(DataError, match=f"3 utterances .*{uncovered[0]}"):
+        build_raw_pair(RunConfig.from_dict({"raw": section}).raw, holdout=0.0)
+    assert not (tmp_path / "cache").exists()
+
+    # with it: skipped when the corpus is read, reported first, then the split without them
+    events = []
+    compute = SignalPipeline.compute
+
+    def counting(self, *args, **kwargs):
+        events.append("compute")
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(SignalPipeline, "compute", counting)
+    monkeypatch.setattr(warnings, "warn",
+                        lambda message, *args, **kwargs: events.append(("warn", str(message))))
+    raw = RunConfig.from_dict({"raw": {**section, "skip_missing": True}}).raw
+    raw_pair = build_raw_pair(raw, seed=0, holdout=0.0)
+    reports = [i for i, e in enumerate(events) if e[0] == "warn" and "utterances" in e[1]]
+    assert len(reports) == 1 and reports[0] < events.index("compute")
+    report = events[reports[0]][1]
+    assert "3 of 24" in report and uncovered[0] in report and "\n" not in report
+    info = raw_pair.info
+    assert info["n_utterances"] == 21 and info["skipped_missing"] == 3
+    assert info["skipped_unreadable"] == 0
+    assert [s.split(":")[0] for s in info["skipped"]] == uncovered
+    assert info["skipped_by_reason"] == {"video ends before the utterance": 3}
+    assert info["class_counts"] == {"neutral": 6, "happy": 6, "sad": 6, "angry": 3}
+    assert not set(uncovered) & set(raw_pair.ids["source"] + raw_pair.ids["target"])
+    source = np.bincount(raw_pair.pair.source.labels, minlength=4)
+    target = np.bincount(raw_pair.pair.target.labels, minlength=4)
+    # stratified over what remains: 3 + 3 for the classes of 6, 1 + 2 for the 3 angry
+    assert source[:3].tolist() == [3, 3, 3] and target[:3].tolist() == [3, 3, 3]
+    assert sorted([int(source[3]), int(target[3])]) == [1, 2]
+    assert events.count("compute") == 21 * 2  # audio and video of the 21 kept, nothing more

@@ -26,6 +26,7 @@ from boomda.data.raw import (
     sample_frames,
 )
 from boomda.errors import ConfigError, DataError
+from tests import rawcorpus as rc
 
 # --- corruptions --------------------------------------------------------------------------------
 
@@ -197,11 +198,49 @@ def test_read_video_frames_cuts_the_clip_and_samples_evenly(tmp_path):
     whole = read_frames(tmp_path / "dialog.avi", k=3, size=16)
     assert whole.shape == (3, 16, 16, 3)
     np.testing.assert_allclose(whole.reshape(3, -1).mean(axis=1), [40, 120, 200], atol=6)
-    with pytest.raises(DataError, match="no frames between"):
-        read_video_frames(tmp_path / "dialog.avi", start=5.0, end=6.0)
     (tmp_path / "broken.avi").write_bytes(b"garbage")
     with pytest.raises(DataError, match="broken.avi"):
         read_video_frames(tmp_path / "broken.avi")
+
+
+def test_read_frames_crops_one_half_before_resizing(tmp_path):
+    pytest.importorskip("av")
+    left, right = np.array([200, 40, 30], np.uint8), np.array([20, 60, 210], np.uint8)
+    rc.write_video(tmp_path / "dialog.avi", [rc.split_screen(left, right)] * 6)
+    whole = read_frames(tmp_path / "dialog.avi", k=2)
+    assert whole.shape == (2, rc.HEIGHT, 2 * rc.HALF_WIDTH, 3)
+    for crop, colour in (("left", left), ("right", right)):
+        frames = read_frames(tmp_path / "dialog.avi", k=2, size=8, crop=crop)
+        assert frames.shape == (2, 8, 8, 3)
+        np.testing.assert_allclose(frames.reshape(-1, 3).astype(float), np.tile(colour, (128, 1)),
+                                   atol=6)
+        unresized = read_frames(tmp_path / "dialog.avi", k=1, crop=crop)
+        assert unresized.shape == (1, rc.HEIGHT, rc.HALF_WIDTH, 3)
+    # resized whole: the left columns show the left half, the right columns the right half
+    squeezed = read_frames(tmp_path / "dialog.avi", k=1, size=16)[0].astype(float)
+    np.testing.assert_allclose(squeezed[:, :6].reshape(-1, 3).mean(0), left, atol=6)
+    np.testing.assert_allclose(squeezed[:, 10:].reshape(-1, 3).mean(0), right, atol=6)
+    # frame folders are cropped the same way
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    image = pytest.importorskip("PIL.Image")
+    image.fromarray(rc.split_screen(left, right)).save(folder / "frame1.png")
+    np.testing.assert_array_equal(read_frames(folder, k=1, crop="right")[0, 0, 0], right)
+    with pytest.raises(ConfigError, match="crop"):
+        read_frames(folder, k=1, crop="top")
+
+
+def test_read_video_frames_refuses_a_clip_the_video_covers_only_partly(tmp_path):
+    _write_video(tmp_path / "dialog.avi", n_frames=30)  # 3.0 s at 10 frames per second
+    assert read_video_frames(tmp_path / "dialog.avi", k=2, start=2.5, end=3.0).shape[0] == 2
+    # within one frame period of the end: covered
+    assert read_video_frames(tmp_path / "dialog.avi", k=2, start=2.5, end=3.08).shape[0] == 2
+    # frames exist from 2.5 to 2.9 s, but the clip lasts until 3.5 s: not silently shortened
+    with pytest.raises(DataError, match=r"dialog\.avi ends at 3\.00 s, before the clip's end "
+                                        r"at 3\.50 s"):
+        read_video_frames(tmp_path / "dialog.avi", k=2, start=2.5, end=3.5)
+    with pytest.raises(DataError, match="ends at 3.00 s"):
+        read_video_frames(tmp_path / "dialog.avi", start=5.0, end=6.0)
 
 
 # --- corpus readers -----------------------------------------------------------------------------
@@ -241,8 +280,11 @@ def make_iemocap(root, utterances=IEMOCAP_UTTERANCES):
         for sub, content in (("EmoEvaluation", labels), ("transcriptions", lines)):
             (base / "dialog" / sub).mkdir(parents=True, exist_ok=True)
             (base / "dialog" / sub / f"{dialog}.txt").write_text("\n".join(content) + "\n")
-        (base / "dialog" / "avi" / "DivX").mkdir(parents=True, exist_ok=True)
-        (base / "dialog" / "avi" / "DivX" / f"{dialog}.avi").write_bytes(b"placeholder")
+        # a split-screen video at 2 frames per second that lasts until the last utterance ends
+        n_frames = int(np.ceil(2 * max(end for _, _, _, end, _ in utts)))
+        frame = rc.split_screen(np.array([90, 90, 90]), np.array([160, 160, 160]))
+        rc.write_video(base / "dialog" / "avi" / "DivX" / f"{dialog}.avi", [frame] * n_frames,
+                       fps=2)
     # a macOS resource fork as found in the release is ignored
     (root / "Session1" / "dialog" / "EmoEvaluation" / "._Ses01F_impro01.txt").write_bytes(b"\0")
     return root
@@ -308,29 +350,8 @@ def test_read_iemocap_rejects_unknown_labels_and_reports_missing_transcripts(tmp
         read_iemocap(tmp_path / "nowhere")
 
 
-def make_msp_improv(root):
-    lines = []
-    items = [("S01A-F01-P-FM01", "A"), ("S01H-M01-R-MM01", "H"), ("S02S-F02-S-FM02", "S"),
-             ("S02N-M02-T-MF02", "N"), ("S03A-F03-P-FM03", "O")]
-    for utt, code in items:
-        lines += [f"UTD-IMPROV-{utt}.avi; {code}; A:3.000000; V:3.000000; D:3.000000 ; "
-                  f"N:3.000000;", f"rater0{len(lines)}; Angry; ; A:3.0; V:3.0; D:3.0; N:3.0;", ""]
-        full = f"MSP-IMPROV-{utt}"
-        sentence, speaker, kind = utt.split("-")[:3]
-        folder = root / f"session{int(speaker[1:])}" / sentence / kind
-        _write_wav(folder / f"{full}.wav")
-        (folder / f"{full}.avi").write_bytes(b"placeholder")
-    (root / "Evaluation.txt").write_text("\n".join(lines) + "\n")
-    with open(root / "transcripts.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "text"])
-        for utt, _ in items:
-            writer.writerow([f"MSP-IMPROV-{utt}", f"words of {utt}"])
-    return root
-
-
 def test_read_msp_improv_labels_sessions_and_files(tmp_path):
-    root = make_msp_improv(tmp_path / "MSP-IMPROV")
+    root = rc.make_tiny_msp_improv(tmp_path / "MSP-IMPROV")
     corpus = read_msp_improv(root, transcripts=root / "transcripts.csv")
     assert [i.id for i in corpus.items] == ["MSP-IMPROV-S01A-F01-P-FM01",
                                             "MSP-IMPROV-S01H-M01-R-MM01",
@@ -338,14 +359,18 @@ def test_read_msp_improv_labels_sessions_and_files(tmp_path):
                                             "MSP-IMPROV-S02N-M02-T-MF02"]
     assert corpus.labels.tolist() == [3, 1, 2, 0]
     first = corpus.items[0]
-    assert first.audio == root / "session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav"
-    assert first.video == root / "session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.avi"
-    assert first.text == "words of S01A-F01-P-FM01" and first.start is None
+    assert first.audio == root / "Audio/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav"
+    assert first.video == root / "Video/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.avi"
+    assert first.text == rc.utterance_signals(3, 0)[2] and first.start is None
     assert len(read_msp_improv(root, sessions=[2], modalities=["audio", "video"])) == 2
 
-    with pytest.raises(DataError, match="no transcript"):
-        read_msp_improv(root)  # the release has no transcripts; none are found under root
-    (root / "session2/S02S/S/MSP-IMPROV-S02S-F02-S-FM02.wav").unlink()
+    # the release's human transcriptions are found by name without the transcripts option
+    assert [i.text for i in read_msp_improv(root).items] == [i.text for i in corpus.items]
+    for path in (root / "Human_transcriptions").rglob("*S02N*.txt"):
+        path.unlink()
+    with pytest.raises(DataError, match="no transcript .*MSP-IMPROV-S02N-M02-T-MF02"):
+        read_msp_improv(root)
+    (root / "Audio/session2/S02S/S/MSP-IMPROV-S02S-F02-S-FM02.wav").unlink()
     with pytest.raises(DataError, match="MSP-IMPROV-S02S-F02-S-FM02.wav"):
         read_msp_improv(root, modalities=["audio"])
     skipped = read_msp_improv(root, modalities=["audio"], skip_missing=True)

@@ -141,10 +141,15 @@ class RawDataConfig:
     ``corpus``: ``iemocap``, ``msp-improv`` or ``manifest``; ``path``: its root folder (the CSV
     file for a manifest). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
     ``classes`` (manifest: class names in label order), ``sessions`` (IEMOCAP / MSP-IMPROV:
-    which sessions, all when empty), ``merge_excited`` (IEMOCAP: count "excited" as happy),
-    ``transcripts`` (MSP-IMPROV: CSV id,text or a folder of <id>.txt). ``skip_missing``: skip
-    utterances whose files are missing or unreadable (counted in the run's info) instead of
-    stopping. ``max_seconds``: audio is cut to its first seconds; ``n_frames``: frames sampled
+    which sessions, all when empty), ``merge_excited`` (IEMOCAP: count "excited" as happy, the
+    common protocol; off: the paper's four classes, happy = "hap" only), ``transcripts``
+    (MSP-IMPROV: replaces the release's human transcriptions by a CSV id,text or a folder of
+    <id>.txt). ``video_crop`` (IEMOCAP): ``speaker`` keeps the speaker's half of the
+    split-screen dialog frames, ``full`` the whole frame; other corpora's frames are used whole.
+    ``skip_missing``: skip utterances that cannot be used (missing or unreadable files, a video
+    that ends before the utterance, unusable clip times; counted in the run's info and, when
+    found on reading the corpus, dropped before the split) instead of stopping.
+    ``max_seconds``: audio is cut to its first seconds; ``n_frames``: frames sampled
     evenly per clip; ``max_tokens``: transcripts are cut to this many tokens. ``cache_dir``:
     where the frozen backbone outputs are cached (empty: no cache); ``cache_dtype``: float16
     (half the disk and memory) or float32. ``batch_size``: utterances per frozen forward pass.
@@ -157,6 +162,7 @@ class RawDataConfig:
     sessions: list[str] = field(default_factory=list)
     merge_excited: bool = False
     transcripts: str = ""
+    video_crop: str = "speaker"
     skip_missing: bool = False
     max_seconds: float = 8.0
     n_frames: int = 10
@@ -197,6 +203,8 @@ class RawDataConfig:
                self.max_tokens)
         _check(self.cache_dtype in ("float16", "float32"), f"{where}.cache_dtype",
                "must be float16 or float32", self.cache_dtype)
+        _check(self.video_crop in ("speaker", "full"), f"{where}.video_crop",
+               "must be speaker or full", self.video_crop)
         for s in self.sessions:
             _check(str(s).isdigit(), f"{where}.sessions", "must be session numbers",
                    self.sessions)

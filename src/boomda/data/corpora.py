@@ -1,10 +1,17 @@
 """Readers of raw multimodal emotion corpora: IEMOCAP, MSP-IMPROV and a generic manifest CSV.
 
-A reader only lists utterances (:class:`RawItem`: label, file paths, clip times, transcript) and
-checks that their files exist; the signals are loaded later (:mod:`boomda.data.raw`). A missing
-file raises :class:`~boomda.errors.DataError` naming it, unless ``skip_missing``, which drops the
-utterance and records why in :attr:`RawCorpus.skipped`. ``modalities`` says which of
-``audio``, ``video``, ``text`` are looked for; the others are left ``None``.
+A reader only lists utterances (:class:`RawItem`: label, file paths, clip times, transcript,
+which half of a split-screen frame shows the speaker) and checks what can be checked without
+decoding: that the files exist and, for clips cut out of a longer video, that the video lasts
+until the clip's end (from the container's header). The signals are loaded later
+(:mod:`boomda.data.raw`).
+
+An utterance with such a problem raises :class:`~boomda.errors.DataError` naming the file, unless
+``skip_missing``, which drops it and records why in :attr:`RawCorpus.skipped` (counted by reason
+in :attr:`RawCorpus.skip_counts`). Utterances whose video ends early are all collected first and
+named in one error, with their count. Skipping happens here, when the corpus is read, so the
+stratified split that follows is made over the utterances actually used. ``modalities`` says
+which of ``audio``, ``video``, ``text`` are looked for; the others are left ``None``.
 
 The four classes of the paper (Sun et al., AAAI 2026, Sec. 4) are :data:`EMOTIONS`.
 """
@@ -14,7 +21,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +33,8 @@ from boomda.errors import ConfigError, DataError
 #: the four classes kept from IEMOCAP and MSP-IMPROV, in label order
 EMOTIONS = ("neutral", "happy", "sad", "angry")
 MODALITIES = ("audio", "video", "text")
+#: ``video_crop`` values: the speaker's half of IEMOCAP's split-screen frames, or whole frames
+VIDEO_CROPS = ("speaker", "full")
 
 #: IEMOCAP's categorical codes (EmoEvaluation files); only the first four are kept
 IEMOCAP_CODES = {"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry"}
@@ -34,6 +44,14 @@ IEMOCAP_OTHER_CODES = frozenset({"exc", "fru", "sur", "fea", "dis", "oth", "xxx"
 MSP_IMPROV_CODES = {"N": "neutral", "H": "happy", "S": "sad", "A": "angry"}
 MSP_IMPROV_OTHER_CODES = frozenset({"O", "X"})
 
+#: reasons an utterance is skipped (the keys of :attr:`RawCorpus.skip_counts`)
+MISSING_FILE = "missing file"
+UNREADABLE_VIDEO = "unreadable video"
+UNCOVERED = "video ends before the utterance"
+BAD_TIMES = "clip end not after its start"
+SEVERAL_FILES = "several files"
+NO_TRANSCRIPT = "no transcript"
+
 
 @dataclass(frozen=True)
 class RawItem:
@@ -41,7 +59,9 @@ class RawItem:
 
     ``video`` is a video file or a folder of frame images; ``start``/``end`` (seconds) cut the
     utterance out of a longer video file (IEMOCAP's per-dialog videos), ``None`` for the whole
-    file. ``audio`` is always a per-utterance file. Modalities not read are ``None``.
+    file. ``crop`` (``"left"``/``"right"``) is the half of each frame that shows the speaker
+    (IEMOCAP's split-screen dialog videos), ``None`` for whole frames. ``audio`` is always a
+    per-utterance file. Modalities not read are ``None``.
     """
 
     id: str
@@ -51,6 +71,7 @@ class RawItem:
     start: float | None = None
     end: float | None = None
     text: str | None = None
+    crop: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,8 @@ class RawCorpus:
     skipped: tuple[str, ...] = ()
     name: str = ""
     modalities: tuple[str, ...] = field(default=MODALITIES)
+    #: reason -> number of utterances skipped for it (the reasons are this module's constants)
+    skip_counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def n_skipped(self) -> int:
@@ -71,22 +94,94 @@ class RawCorpus:
     def labels(self) -> np.ndarray:
         return np.array([item.label for item in self.items], dtype=np.int64)
 
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Class name -> number of utterances, in label order."""
+        counts = np.bincount(self.labels[self.labels >= 0], minlength=len(self.classes))
+        return {name: int(n) for name, n in zip(self.classes, counts, strict=False)}
+
+    def skip_summary(self, examples: int = 3) -> str:
+        """One line: how many utterances were skipped, by reason, with a few of their ids."""
+        total = len(self.items) + self.n_skipped
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.skip_counts.items())
+        ids = [entry.split(":", 1)[0] for entry in self.skipped]
+        shown = ", ".join(ids[:examples]) + (", ..." if len(ids) > examples else "")
+        return (f"{self.name}: {self.n_skipped} of {total} labelled utterances skipped when "
+                f"reading the corpus, before the split ({reasons}): {shown}")
+
     def __len__(self) -> int:
         return len(self.items)
 
 
 class _Problems:
-    """Raises a DataError for a missing file, or records it when skipping is on."""
+    """Raises a DataError for an unusable utterance, or records it when skipping is on.
 
-    def __init__(self, skip: bool) -> None:
+    :meth:`report` raises at once; :meth:`collect` gathers the problems of one kind (videos that
+    end early) so that :meth:`finish` names them all, with their count, in one error.
+    """
+
+    def __init__(self, skip: bool, name: str) -> None:
         self.skip = skip
+        self.name = name
         self.skipped: list[str] = []
+        self.counts: Counter[str] = Counter()
+        self.collected: list[tuple[str, str]] = []
 
-    def report(self, item_id: str, message: str) -> None:
+    def report(self, item_id: str, message: str, reason: str = MISSING_FILE) -> None:
         if not self.skip:
             raise DataError(f"{message} (utterance {item_id}; pass skip_missing=True to skip "
                             "such utterances)")
+        self._skip(item_id, message, reason)
+
+    def collect(self, item_id: str, message: str, reason: str) -> None:
+        if self.skip:
+            self._skip(item_id, message, reason)
+        else:
+            self.collected.append((item_id, message))
+
+    def _skip(self, item_id: str, message: str, reason: str) -> None:
         self.skipped.append(f"{item_id}: {message}")
+        self.counts[reason] += 1
+
+    def finish(self) -> None:
+        if self.collected:
+            n = len(self.collected)
+            shown = "; ".join(f"{utt}: {message}" for utt, message in self.collected[:3])
+            more = f"; and {n - 3} more" if n > 3 else ""
+            what = "utterance ends" if n == 1 else "utterances end"
+            raise DataError(f"{self.name}: {n} {what} after the video that should show "
+                            f"{'it' if n == 1 else 'them'} "
+                            f"({shown}{more}); pass skip_missing=True (raw.skip_missing: true) "
+                            f"to skip such utterances before the split")
+
+
+class _Videos:
+    """Each video file's end and frame period, read once from its header."""
+
+    def __init__(self) -> None:
+        self._spans: dict[Path, tuple[float, float] | str] = {}
+
+    def check(self, problems: _Problems, utt: str, path: Path, start: float, end: float) -> bool:
+        """Whether ``path`` covers the clip ``[start, end]`` of ``utt``
+        (:func:`~boomda.data.raw.clip_covered`); if not, the problem goes to ``problems``: an
+        unreadable video at once, an uncovered clip collected with the others."""
+        from boomda.data.raw import clip_covered, video_span
+
+        if path not in self._spans:
+            try:
+                self._spans[path] = video_span(path)
+            except DataError as error:
+                self._spans[path] = str(error)
+        span = self._spans[path]
+        if isinstance(span, str):
+            problems.report(utt, span, UNREADABLE_VIDEO)
+            return False
+        video_end, period = span
+        if clip_covered(video_end, period, end):
+            return True
+        problems.collect(utt, f"video {path.name} ends at {video_end:.2f} s, before the "
+                              f"utterance ({start:.2f}-{end:.2f} s)", UNCOVERED)
+        return False
 
 
 def _check_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
@@ -100,10 +195,15 @@ def _check_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
 
 def _finish(items: list[RawItem], classes: Sequence[str], problems: _Problems, name: str,
             modalities: tuple[str, ...], source: Path) -> RawCorpus:
+    problems.finish()
     if not items:
-        why = f" ({len(problems.skipped)} skipped for missing files)" if problems.skipped else ""
+        why = ""
+        if problems.skipped:
+            why = f" ({len(problems.skipped)} skipped; " + ", ".join(
+                f"{reason}: {n}" for reason, n in problems.counts.items()) + ")"
         raise DataError(f"{name}: no utterances found under {source}{why}")
-    return RawCorpus(tuple(items), tuple(classes), tuple(problems.skipped), name, modalities)
+    return RawCorpus(tuple(items), tuple(classes), tuple(problems.skipped), name, modalities,
+                     dict(problems.counts))
 
 
 # --- IEMOCAP ------------------------------------------------------------------------------------
@@ -112,6 +212,25 @@ _IEMOCAP_LABEL = re.compile(
     r"^\[\s*(?P<start>[\d.]+)\s*-\s*(?P<end>[\d.]+)\s*\]\s+(?P<id>\S+)\s+(?P<code>\S+)"
 )
 _IEMOCAP_TRANSCRIPT = re.compile(r"^(?P<id>Ses\S+)\s+\[[^\]]*\]:\s*(?P<text>.*)$")
+_IEMOCAP_ID = re.compile(r"^Ses\d\d(?P<dialog>[FM])_.*_(?P<speaker>[FM])[^_]*$")
+
+
+def iemocap_speaker_half(utterance: str) -> str:
+    """``"left"`` or ``"right"``: the half of its dialog's video frames that shows an utterance's
+    speaker.
+
+    IEMOCAP's dialog videos show the two actors side by side. The dialog's letter
+    (``Ses01F_impro04``) names the actor who wears the motion-capture markers (the release's
+    README); that actor is on the left half, the other on the right, as public IEMOCAP
+    preprocessing scripts crop the frames. The utterance's letter (``..._M036``) names the
+    speaker: ``Ses01F_impro04_M036`` is the male actor, on the right.
+    """
+    match = _IEMOCAP_ID.match(utterance)
+    if not match:
+        raise DataError(f"cannot tell which half of the video shows the speaker of {utterance!r} "
+                        f"(IEMOCAP ids look like Ses01F_impro04_M036); set video_crop: full to "
+                        f"use whole frames")
+    return "left" if match["speaker"] == match["dialog"] else "right"
 
 
 def read_iemocap(
@@ -120,6 +239,7 @@ def read_iemocap(
     merge_excited: bool = False,
     skip_missing: bool = False,
     modalities: Sequence[str] = MODALITIES,
+    video_crop: str = "speaker",
 ) -> RawCorpus:
     """IEMOCAP (Busso et al., 2008) in its release layout, 4 classes (:data:`EMOTIONS`).
 
@@ -130,12 +250,23 @@ def read_iemocap(
         Session{n}/dialog/avi/DivX/<d>.avi          video of the dialog, cut by the label times
         Session{n}/dialog/transcriptions/<d>.txt    "<utt> [006.2901-008.2357]: Excuse me."
 
-    Utterances labelled ``neu, hap, sad, ang`` are kept; ``exc`` (excited) becomes happy when
-    ``merge_excited``; the other codes are dropped. ``sessions`` defaults to the ``Session1`` ..
+    Utterances labelled ``neu, hap, sad, ang`` are kept (the paper's four classes); with
+    ``merge_excited``, ``exc`` (excited) counts as happy too (the protocol most published IEMOCAP
+    work uses); the other codes are dropped. ``sessions`` defaults to the ``Session1`` ..
     ``Session5`` folders present.
+
+    With the video modality: each dialog video's duration is read from its header, and an
+    utterance that ends after its video does (by more than one frame) is not covered, even in
+    part; a label line whose end is not after its start cannot be cut out. Both are errors, or
+    skipped with ``skip_missing``. The dialog videos are split-screen; ``video_crop="speaker"``
+    keeps the speaker's half of each frame (:func:`iemocap_speaker_half`), ``"full"`` the whole
+    frame. Files are read as UTF-8 (a byte-order mark is ignored).
     """
     root = Path(root)
     mods = _check_modalities(modalities)
+    if video_crop not in VIDEO_CROPS:
+        raise ConfigError(f"video_crop must be one of {', '.join(VIDEO_CROPS)}, got "
+                          f"{video_crop!r}")
     if not root.is_dir():
         raise DataError(f"IEMOCAP root folder not found: {root}")
     if sessions is None:
@@ -148,7 +279,8 @@ def read_iemocap(
             if not (root / f"Session{n}").is_dir():
                 raise DataError(f"IEMOCAP session folder not found: {root / f'Session{n}'}")
     codes = dict(IEMOCAP_CODES, **({"exc": "happy"} if merge_excited else {}))
-    problems = _Problems(skip_missing)
+    problems = _Problems(skip_missing, "IEMOCAP")
+    videos = _Videos()
     items: list[RawItem] = []
     for n in numbers:
         session = root / f"Session{n}"
@@ -163,20 +295,31 @@ def read_iemocap(
             transcripts = (_iemocap_transcripts(session / "dialog" / "transcriptions" /
                                                 f"{dialog}.txt") if "text" in mods else {})
             video = session / "dialog" / "avi" / "DivX" / f"{dialog}.avi"
-            for utt, code, start, end in _iemocap_labels(label_file):
+            for utt, code, start, end, where in _iemocap_labels(label_file):
                 if code not in codes:
                     continue
                 wav = session / "sentences" / "wav" / dialog / f"{utt}.wav"
                 if "audio" in mods and not wav.is_file():
                     problems.report(utt, f"missing audio file {wav}")
                     continue
-                if "video" in mods and not video.is_file():
-                    problems.report(utt, f"missing video file {video}")
-                    continue
+                crop = None
+                if "video" in mods:
+                    if end <= start:
+                        problems.report(utt, f"{where}: utterance end {end} s is not after its "
+                                             f"start {start} s, so no clip can be cut",
+                                        BAD_TIMES)
+                        continue
+                    if not video.is_file():
+                        problems.report(utt, f"missing video file {video}")
+                        continue
+                    if not videos.check(problems, utt, video, start, end):
+                        continue
+                    if video_crop == "speaker":
+                        crop = iemocap_speaker_half(utt)
                 text = transcripts.get(utt)
                 if "text" in mods and text is None:
-                    where = session / "dialog" / "transcriptions" / f"{dialog}.txt"
-                    problems.report(utt, f"no transcript in {where}")
+                    where_text = session / "dialog" / "transcriptions" / f"{dialog}.txt"
+                    problems.report(utt, f"no transcript in {where_text}", NO_TRANSCRIPT)
                     continue
                 items.append(RawItem(
                     id=utt,
@@ -186,11 +329,13 @@ def read_iemocap(
                     start=start if "video" in mods else None,
                     end=end if "video" in mods else None,
                     text=text,
+                    crop=crop,
                 ))
     return _finish(items, EMOTIONS, problems, "IEMOCAP", mods, root)
 
 
-def _iemocap_labels(path: Path) -> list[tuple[str, str, float, float]]:
+def _iemocap_labels(path: Path) -> list[tuple[str, str, float, float, str]]:
+    """(utterance, code, start, end, "file:line") of each label line."""
     out = []
     for number, line in enumerate(_read_lines(path), start=1):
         match = _IEMOCAP_LABEL.match(line)
@@ -200,10 +345,11 @@ def _iemocap_labels(path: Path) -> list[tuple[str, str, float, float]]:
         if code not in IEMOCAP_CODES and code not in IEMOCAP_OTHER_CODES:
             raise DataError(f"{path}:{number}: unknown IEMOCAP label {code!r}; expected one of "
                             f"{', '.join(sorted({*IEMOCAP_CODES, *IEMOCAP_OTHER_CODES}))}")
-        start, end = float(match["start"]), float(match["end"])
-        if end <= start:
-            raise DataError(f"{path}:{number}: utterance end {end} is not after its start {start}")
-        out.append((match["id"], code, start, end))
+        try:
+            start, end = float(match["start"]), float(match["end"])
+        except ValueError:
+            raise DataError(f"{path}:{number}: cannot read the times of {line.strip()!r}") from None
+        out.append((match["id"], code, start, end, f"{path}:{number}"))
     return out
 
 
@@ -223,6 +369,9 @@ def _iemocap_transcripts(path: Path) -> dict[str, str]:
 _MSP_LABEL = re.compile(r"^UTD-IMPROV-(?P<id>[A-Za-z0-9-]+)\.avi;\s*(?P<code>[A-Za-z]);")
 _MSP_ID = re.compile(r"^MSP-IMPROV-(?P<sentence>S\d\d[A-Z])-(?P<speaker>[FM](?P<session>\d\d))-"
                      r"(?P<kind>[A-Z])-[A-Z0-9]+$")
+#: the top folder of each kind of file in the release (``Audio/session1/S01A/P/<id>.wav``)
+_MSP_TOP = {".wav": "Audio", ".avi": "Video", ".mp4": "Video"}
+_MSP_TRANSCRIPTS = "All_human_transcriptions"
 
 
 def read_msp_improv(
@@ -236,15 +385,25 @@ def read_msp_improv(
 
     Labels come from ``root/Evaluation.txt``, whose utterance lines read
     ``UTD-IMPROV-S01A-F01-P-FM01.avi; N; A:...; V:...; D:... ; N:...;`` (consensus letter N, H,
-    S or A kept; O and X dropped). Utterance ids are ``MSP-IMPROV-S01A-F01-P-FM01``: sentence and
-    scenario ``S01A``, speaker ``F01`` (session 1), recording type ``P``.
+    S or A kept; O and X dropped; a UTF-8 byte-order mark at the start is ignored). Utterance
+    ids are ``MSP-IMPROV-S01A-F01-P-FM01``: sentence and scenario ``S01A``, speaker ``F01``
+    (session 1), recording type ``P``.
 
-    Assumed layout (the release's, as far as public preprocessing scripts show): audio
-    ``session1/S01A/P/<id>.wav`` and video ``session1/S01A/P/<id>.avi``, possibly under
-    ``Audio/`` and ``Video/``. Files are therefore found by name anywhere below ``root``; a video
-    may also be a folder ``<id>`` of frame images. The release has no transcripts: ``transcripts``
-    is a CSV with columns ``id,text`` or a folder of ``<id>.txt`` files (by default ``<id>.txt``
-    files anywhere below ``root``).
+    The release layout, as public preprocessing scripts use it::
+
+        Evaluation.txt
+        Audio/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.wav
+        Video/session1/S01A/P/MSP-IMPROV-S01A-F01-P-FM01.avi
+        Human_transcriptions/All_human_transcriptions/MSP-IMPROV-S01A-F01-P-FM01.txt
+
+    Files are found by name anywhere below ``root``, so other arrangements (no ``Audio/`` level,
+    transcripts in session subfolders, a video as a folder ``<id>`` of frame images) work too.
+    When one name is found more than once (a resampled copy of the audio, say), the copy in the
+    release layout (``[Audio|Video/]session<n>/<sentence>/<type>/``; transcripts: under
+    ``All_human_transcriptions``) is used; transcripts with the same words are one transcript;
+    otherwise the utterance cannot be read unambiguously: an error naming the files, or skipped
+    with ``skip_missing``. ``transcripts`` replaces the release's transcriptions by a CSV with
+    columns ``id,text`` or a folder of ``<id>.txt`` files.
     """
     root = Path(root)
     mods = _check_modalities(modalities)
@@ -256,7 +415,7 @@ def read_msp_improv(
     if "text" in mods:
         texts = _read_transcripts(Path(transcripts)) if transcripts is not None else {}
     wanted = None if sessions is None else {int(s) for s in sessions}
-    problems = _Problems(skip_missing)
+    problems = _Problems(skip_missing, "MSP-IMPROV")
     items: list[RawItem] = []
     seen: set[str] = set()
     for number, line in enumerate(_read_lines(labels_file), start=1):
@@ -280,34 +439,58 @@ def read_msp_improv(
         session = int(parts["session"])
         if wanted is not None and session not in wanted:
             continue
-        release_dir = root / f"session{session}" / parts["sentence"] / parts["kind"]
+        layout = (f"session{session}", parts["sentence"], parts["kind"])
+        release_dir = root / "Audio" / Path(*layout)
         audio = video = None
         if "audio" in mods:
-            audio = _unique(files, utt, (".wav",))
+            audio, why = _pick(files, utt, (".wav",), _msp_in_layout(root, layout))
+            if why:
+                problems.report(utt, why, SEVERAL_FILES)
+                continue
             if audio is None:
                 problems.report(utt, f"missing audio file {release_dir / (utt + '.wav')} "
                                      f"(searched by name under {root})")
                 continue
         if "video" in mods:
-            video = _unique(files, utt, (".avi", ".mp4")) or folders.get(utt)
+            video, why = _pick(files, utt, (".avi", ".mp4"), _msp_in_layout(root, layout))
+            if why:
+                problems.report(utt, why, SEVERAL_FILES)
+                continue
+            video = video or folders.get(utt)
             if video is None:
-                problems.report(utt, f"missing video file {release_dir / (utt + '.avi')} "
-                                     f"(searched by name under {root})")
+                problems.report(utt, f"missing video file {root / 'Video' / Path(*layout)}/"
+                                     f"{utt}.avi (searched by name under {root})")
                 continue
         text = None
         if "text" in mods:
             if transcripts is None:
-                found = _unique(files, utt, (".txt",))
+                found, why = _pick(files, utt, (".txt",),
+                                   lambda path: _MSP_TRANSCRIPTS in path.parts, same_text=True)
+                if why:
+                    problems.report(utt, why, SEVERAL_FILES)
+                    continue
                 text = _read_text(found) if found is not None else None
             else:
                 text = texts.get(utt)
             if text is None:
-                where = transcripts if transcripts is not None else f"{utt}.txt under {root}"
-                problems.report(utt, f"no transcript in {where}")
+                where = (transcripts if transcripts is not None else
+                         f"{utt}.txt under {root} (the release's Human_transcriptions)")
+                problems.report(utt, f"no transcript in {where}", NO_TRANSCRIPT)
                 continue
         items.append(RawItem(utt, EMOTIONS.index(MSP_IMPROV_CODES[code]), audio, video,
                              text=text))
     return _finish(items, EMOTIONS, problems, "MSP-IMPROV", mods, root)
+
+
+def _msp_in_layout(root: Path, layout: tuple[str, str, str]) -> Callable[[Path], bool]:
+    """Whether a file lies where the release puts it: ``[Audio|Video/]session<n>/<s>/<t>/``."""
+
+    def check(path: Path) -> bool:
+        folder = path.parent.relative_to(root).parts
+        top = _MSP_TOP.get(path.suffix.lower())
+        return folder == layout or (top is not None and folder == (top, *layout))
+
+    return check
 
 
 def _index_tree(root: Path, suffixes: set[str]) -> tuple[dict[str, list[Path]], dict[str, Path]]:
@@ -325,11 +508,22 @@ def _index_tree(root: Path, suffixes: set[str]) -> tuple[dict[str, list[Path]], 
     return files, folders
 
 
-def _unique(files: dict[str, list[Path]], stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    found = [p for p in files.get(stem, []) if p.suffix.lower() in suffixes]
-    if len(found) > 1:
-        raise DataError(f"several files for {stem}: {', '.join(map(str, found))}; keep one")
-    return found[0] if found else None
+def _pick(files: dict[str, list[Path]], stem: str, suffixes: tuple[str, ...],
+          preferred: Callable[[Path], bool],
+          same_text: bool = False) -> tuple[Path | None, str | None]:
+    """The one file named ``stem`` (with one of ``suffixes``): ``(path, None)``, ``(None, None)``
+    when there is none, ``(None, why)`` when several copies leave no way to choose. Among several,
+    the only ``preferred`` one wins; with ``same_text``, copies holding the same words are one."""
+    found = sorted(p for p in files.get(stem, []) if p.suffix.lower() in suffixes)
+    if len(found) <= 1:
+        return (found[0] if found else None), None
+    chosen = [p for p in found if preferred(p)]
+    if len(chosen) == 1:
+        return chosen[0], None
+    if same_text and len({_read_text(p) for p in found}) == 1:
+        return found[0], None
+    return None, (f"several files for {stem}: {', '.join(map(str, found))}; keep one, or move "
+                  f"the others out of the corpus folder")
 
 
 def _read_transcripts(source: Path) -> dict[str, str]:
@@ -337,7 +531,7 @@ def _read_transcripts(source: Path) -> dict[str, str]:
         return {p.stem: _read_text(p) for p in sorted(source.rglob("*.txt"))}
     if not source.is_file():
         raise DataError(f"transcripts not found: {source}")
-    with source.open(newline="", encoding="utf-8") as fh:
+    with source.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"id", "text"} <= set(reader.fieldnames):
             raise DataError(f"{source}: a transcript CSV needs the columns id,text; "
@@ -347,7 +541,7 @@ def _read_transcripts(source: Path) -> dict[str, str]:
 
 def _read_text(path: Path) -> str:
     try:
-        return " ".join(path.read_text(encoding="utf-8", errors="replace").split())
+        return " ".join(path.read_text(encoding="utf-8-sig", errors="replace").split())
     except OSError as error:
         raise DataError(f"cannot read transcript {path}: {error}") from None
 
@@ -377,7 +571,7 @@ def read_manifest(
     mods = _check_modalities(modalities)
     if not csv_path.is_file():
         raise DataError(f"manifest not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8") as fh:
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [c.strip() for c in reader.fieldnames or []]
         reader.fieldnames = header
@@ -396,7 +590,8 @@ def read_manifest(
     if len(set(names)) != len(names):
         raise ConfigError(f"classes must be distinct, got {list(names)}")
     base = csv_path.parent
-    problems = _Problems(skip_missing)
+    problems = _Problems(skip_missing, csv_path.stem)
+    videos = _Videos()
     items: list[RawItem] = []
     seen: set[str] = set()
     for line, row in rows:
@@ -438,9 +633,18 @@ def read_manifest(
                 raise DataError(f"{where}: empty text")
         start = _seconds(row.get("start"), where, "start")
         end = _seconds(row.get("end"), where, "end")
-        if start is not None and end is not None and end <= start:
-            raise DataError(f"{where}: end {end} is not after start {start}")
-        items.append(RawItem(utt, label_index, paths["audio"], paths["video"], start, end, text))
+        video = paths["video"]
+        if video is not None and (start is not None or end is not None):
+            if video.is_dir():
+                raise DataError(f"{where}: start/end cut clips out of video files, not out of "
+                                f"the frame folder {video}")
+            if start is not None and end is not None and end <= start:
+                problems.report(utt, f"{where}: end {end} s is not after start {start} s",
+                                BAD_TIMES)
+                continue
+            if end is not None and not videos.check(problems, utt, video, start or 0.0, end):
+                continue
+        items.append(RawItem(utt, label_index, paths["audio"], video, start, end, text))
     return _finish(items, names, problems, csv_path.stem, mods, csv_path)
 
 
@@ -457,7 +661,8 @@ def _seconds(cell: str | None, where: str, column: str) -> float | None:
 
 
 def _read_lines(path: Path) -> list[str]:
+    """The lines of a text file read as UTF-8; a byte-order mark at its start is dropped."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as error:
         raise DataError(f"cannot read {path}: {error}") from None

@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 #: file name endings read as frames inside a frame folder
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: the parts of a frame ``crop`` keeps: the left or right half (a split-screen recording such as
+#: IEMOCAP's dialog videos, one actor per half), or the whole frame (None)
+CROPS = ("left", "right")
 
 
 def item_rng(seed: int, key: str) -> np.random.Generator:
@@ -185,24 +188,44 @@ def read_frames(
     start: float | None = None,
     end: float | None = None,
     size: int | None = None,
+    crop: str | None = None,
 ) -> np.ndarray:
     """``k`` evenly sampled RGB frames (k, H, W, 3) uint8 from a folder of images or a video file.
 
     ``start``/``end`` (seconds) cut a clip out of a video file; a frame folder is one clip.
-    ``size`` resizes every frame to ``size x size``.
+    ``crop`` (``"left"``/``"right"``) keeps one half of every frame, before ``size`` resizes it
+    to ``size x size``.
     """
     path = Path(path)
     if path.is_dir():
         if start is not None or end is not None:
             raise DataError(f"{path}: start/end apply to video files, not to frame folders")
-        return read_frame_folder(path, k, size)
-    return read_video_frames(path, k, start, end, size)
+        return read_frame_folder(path, k, size, crop)
+    return read_video_frames(path, k, start, end, size, crop)
 
 
-def read_frame_folder(folder: str | Path, k: int = 10, size: int | None = None) -> np.ndarray:
+def crop_frame(pixels: np.ndarray, crop: str | None) -> np.ndarray:
+    """One frame (H, W, ...) cut to its left half (columns ``0 .. W//2 - 1``), its right half
+    (``W//2 .. W - 1``) or kept whole (``crop=None``)."""
+    _check_crop(crop)
+    if crop is None:
+        return pixels
+    middle = pixels.shape[1] // 2
+    return np.ascontiguousarray(pixels[:, :middle] if crop == "left" else pixels[:, middle:])
+
+
+def _check_crop(crop: str | None) -> None:
+    if crop is not None and crop not in CROPS:
+        raise ConfigError(f"frame crop must be one of {', '.join(CROPS)} or None, got {crop!r}")
+
+
+def read_frame_folder(folder: str | Path, k: int = 10, size: int | None = None,
+                      crop: str | None = None) -> np.ndarray:
     """``k`` evenly sampled frames of a folder of images (png/jpg/bmp), in natural name order
-    (``frame2`` before ``frame10``); (k, H, W, 3) uint8."""
+    (``frame2`` before ``frame10``), cut to a half by ``crop`` and resized to ``size``;
+    (k, H, W, 3) uint8."""
     image = _require("PIL.Image", "reading frame folders", package="pillow")
+    _check_crop(crop)
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"frame folder not found: {folder}")
@@ -215,6 +238,8 @@ def read_frame_folder(folder: str | Path, k: int = 10, size: int | None = None) 
         try:
             with image.open(files[index]) as im:
                 im = im.convert("RGB")
+                if crop is not None:
+                    im = image.fromarray(crop_frame(np.asarray(im), crop))
                 if size is not None:
                     im = im.resize((size, size), image.Resampling.BILINEAR)
                 frames.append(np.asarray(im, dtype=np.uint8))
@@ -229,24 +254,30 @@ def read_video_frames(
     start: float | None = None,
     end: float | None = None,
     size: int | None = None,
+    crop: str | None = None,
 ) -> np.ndarray:
     """``k`` evenly sampled frames (k, H, W, 3) uint8 of a video file decoded with PyAV, taken
-    among the frames whose time lies in ``[start, end)`` seconds (the whole video by default)."""
+    among the frames whose time lies in ``[start, end)`` seconds (the whole video by default),
+    cut to a half by ``crop`` and resized to ``size``.
+
+    A clip that the video covers only in part is refused (:func:`clip_covered`): its frames would
+    show only the covered part of the utterance.
+    """
     av = _require("av", "reading video files")
+    _check_crop(crop)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"video file not found: {path}")
     if start is not None and end is not None and end <= start:
         raise DataError(f"{path}: clip end {end} s is not after its start {start} s")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as error:
-        raise DataError(f"cannot open video file {path}: {error}") from None
     kept = []
-    with container:
-        if not container.streams.video:
-            raise DataError(f"video file {path} has no video stream")
+    with _open_video(path) as container:
         stream = container.streams.video[0]
+        if end is not None:
+            video_end, period = _video_span(av, container, stream, path)
+            if not clip_covered(video_end, period, end):
+                raise DataError(f"video file {path.name} ends at {video_end:.2f} s, before the "
+                                f"clip's end at {end:.2f} s ({path})")
         try:
             if start and stream.time_base is not None:
                 container.seek(int(start / stream.time_base), stream=stream)
@@ -267,10 +298,67 @@ def read_video_frames(
         frames = []
         for index in sample_frames(len(kept), k):
             frame = kept[index]
+            if crop is not None:
+                half = crop_frame(frame.to_ndarray(format="rgb24"), crop)
+                frame = av.VideoFrame.from_ndarray(half, format="rgb24")
             if size is not None:
                 frame = frame.reformat(width=size, height=size)
             frames.append(frame.to_ndarray(format="rgb24"))
     return _stack_frames(frames, path)
+
+
+def clip_covered(video_end: float, frame_period: float, clip_end: float) -> bool:
+    """Whether a video that ends at ``video_end`` seconds covers a clip until ``clip_end``: the
+    clip may end at most one frame period after the video (its last frame is then still the
+    clip's last one). Anything later is not covered, however much of the clip the video holds."""
+    return clip_end <= video_end + frame_period + 1e-6
+
+
+def video_span(path: str | Path) -> tuple[float, float]:
+    """``(end, frame_period)`` of a video file in seconds, from the container's header (the
+    video stream's start time and duration, else the container's duration); only without either
+    are the packets read through (not decoded). The frame period is 1 / the stream's frame rate
+    (0 when the rate is unknown)."""
+    av = _require("av", "reading video files")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"video file not found: {path}")
+    with _open_video(path) as container:
+        return _video_span(av, container, container.streams.video[0], path)
+
+
+def _open_video(path: Path):
+    av = _require("av", "reading video files")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as error:
+        raise DataError(f"cannot open video file {path}: {error}") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"video file {path} has no video stream")
+    return container
+
+
+def _video_span(av, container, stream, path: Path) -> tuple[float, float]:
+    rate = stream.average_rate or stream.guessed_rate
+    period = float(1 / rate) if rate else 0.0
+    base = stream.time_base
+    if stream.duration is not None and base is not None:
+        return float((stream.start_time or 0) * base + stream.duration * base), period
+    if container.duration is not None:
+        return ((container.start_time or 0) + container.duration) / av.time_base, period
+    last = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                packet_end = packet.pts + (packet.duration or 0)
+                last = packet_end if last is None else max(last, packet_end)
+    except av.FFmpegError as error:
+        raise DataError(f"cannot read video file {path}: {error}") from None
+    if last is None or base is None:
+        raise DataError(f"video file {path} holds no timed frames")
+    container.seek(0)
+    return float(last * base), period
 
 
 def _stack_frames(frames: list[np.ndarray], source: Path) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 Steps (Sun et al., AAAI 2026, Sec. 4; SPEC section 6):
 
-1. read the corpus (:mod:`boomda.data.corpora`): IEMOCAP, MSP-IMPROV or a manifest CSV;
-2. split it into stratified random halves (source, target) and hold out a stratified part of
-   the source, all from one seed;
+1. read the corpus (:mod:`boomda.data.corpora`): IEMOCAP, MSP-IMPROV or a manifest CSV; the
+   utterances that cannot be used (missing files, a video that ends before the utterance) stop
+   the run here, or with ``skip_missing`` are dropped and reported (a warning with their count)
+   before anything is computed;
+2. split what remains into stratified random halves (source, target) and hold out a stratified
+   part of the source, all from one seed;
 3. per modality and utterance: load the signal (audio at the backbone's rate, cut to
    ``max_seconds``; ``n_frames`` evenly sampled frames; the transcript), corrupt it in the target
    half (:mod:`boomda.data.raw`, one seeded generator per utterance), prepare it as the backbone
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +168,7 @@ class SignalPipeline:
             return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None], None
         if self.signal == "video":
             frames = signals.read_frames(item.video, s["n_frames"], item.start, item.end,
-                                         size=s["size"])
+                                         size=s["size"], crop=item.crop)
             if c is not None:
                 x = signals.darken_and_noise(frames, c["brightness"], c["snr"],
                                              self._rng(item, seed))
@@ -189,6 +193,8 @@ class SignalPipeline:
         else:
             path = item.audio if self.signal == "audio" else item.video
             source = {**file_identity(path), "start": item.start, "end": item.end}
+            if self.signal == "video" and item.crop is not None:
+                source["crop"] = item.crop  # (whole frames keep the keys they always had)
         return cache_key({
             "backbone": self.fingerprint, "settings": self.settings, "input": source,
             "corruption": corruption,
@@ -228,7 +234,7 @@ def read_corpus(raw: RawDataConfig, signals_used: list[str]) -> RawCorpus:
     path = os.path.expanduser(raw.path)
     if raw.corpus == "iemocap":
         return read_iemocap(path, sessions, raw.merge_excited, raw.skip_missing,
-                            signals_used)
+                            signals_used, raw.video_crop)
     if raw.corpus == "msp-improv":
         return read_msp_improv(path, sessions, os.path.expanduser(raw.transcripts) or None,
                                raw.skip_missing, signals_used)
@@ -266,12 +272,16 @@ def build_raw_pair(
 ) -> RawPair:
     """The paper's protocol on a raw corpus (module docstring); everything derives from
     ``seed``. Utterances whose signal cannot be read stop the run with an error naming the file,
-    or, with ``raw.skip_missing``, are dropped and counted in ``info``."""
+    or, with ``raw.skip_missing``, are dropped and counted in ``info``. Those found when the
+    corpus is read (missing files, videos that end early) are dropped before the split and
+    reported at once in a warning, with their count, before any feature is computed."""
     raw.validate()
     if not 0.0 <= holdout < 1.0:
         raise DataError(f"holdout must lie in [0, 1), got {holdout}")
     specs = raw.modality_configs()
     corpus = read_corpus(raw, sorted({s.signal for s in specs.values()}))
+    if corpus.skipped:
+        warnings.warn(corpus.skip_summary(), stacklevel=2)
     cache, pipelines = _pipelines(raw, specs, torch.device(device))
 
     labels = corpus.labels
@@ -294,7 +304,9 @@ def build_raw_pair(
     info = {
         "corpus": raw.corpus, "path": str(raw.path), "classes": list(corpus.classes),
         "seed": seed, "holdout": holdout, "n_utterances": len(corpus),
+        "class_counts": corpus.class_counts,
         "skipped_missing": corpus.n_skipped, "skipped_unreadable": len(unreadable),
+        "skipped_by_reason": dict(corpus.skip_counts),
         "skipped": list(corpus.skipped) + unreadable,
         "corruptions": {m: corruption_to_str(p.corruption) for m, p in pipelines.items()},
         "backbones": {m: {"source": p.backbone.source, "fingerprint": p.fingerprint[:16],
