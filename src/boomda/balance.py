@@ -104,18 +104,23 @@ def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor
 
 
 def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> np.ndarray:
-    """Q (float64, (M+1, M+1)) from :func:`representation_gradients`' output; computed on the
-    gradients' device and copied to the host once."""
+    """Q (float64, (M+1, M+1)) from :func:`representation_gradients`' output; computed in
+    float64 on the gradients' device with a few batched reductions, copied to the host once."""
     m_count = len(own)
-    g = torch.stack([x.detach().double().flatten() @ x.detach().double().flatten()
-                     for x in own])
-    gh = torch.stack([x.detach().double().flatten() @ y.detach().double().flatten()
-                      for x, y in zip(own, fused, strict=True)])
-    hh = sum(y.detach().double().flatten() @ y.detach().double().flatten() for y in fused)
-    values = torch.cat([g, gh, hh.reshape(1)]).cpu().numpy()
+    if len({tuple(g.shape) for g in own}) == 1:  # one stacked tensor: 3 reductions in all
+        g = torch.stack([x.detach() for x in own]).double().flatten(1)
+        h = torch.stack([y.detach() for y in fused]).double().flatten(1)
+        values = torch.cat([(g * g).sum(1), (g * h).sum(1), (h * h).sum().reshape(1)])
+    else:
+        pairs = [(x.detach().double().flatten(), y.detach().double().flatten())
+                 for x, y in zip(own, fused, strict=True)]
+        values = torch.stack([x @ x for x, _ in pairs] + [x @ y for x, y in pairs]
+                             + [sum(y @ y for _, y in pairs)])
+    values = values.cpu().numpy()
     q = np.zeros((m_count + 1, m_count + 1))
-    q[np.arange(m_count), np.arange(m_count)] = values[:m_count]
-    q[np.arange(m_count), m_count] = q[m_count, np.arange(m_count)] = values[m_count:2 * m_count]
+    idx = np.arange(m_count)
+    q[idx, idx] = values[:m_count]
+    q[idx, m_count] = q[m_count, idx] = values[m_count:2 * m_count]
     q[m_count, m_count] = values[-1]
     return q
 
