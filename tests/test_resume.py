@@ -83,10 +83,13 @@ def _interrupt_after(monkeypatch, n_steps):
     monkeypatch.setattr(Trainer, "_record", staticmethod(stopping))
 
 
-@pytest.mark.parametrize(("method", "every", "seed"), [("boomda", 1, 0), ("dann", 2, 1),
-                                                       ("boomda", 1, 2)])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, method, every, seed):
-    whole = run_experiment(_config(tmp_path, "whole", method, every=every))
+@pytest.mark.parametrize(("method", "every", "seed", "train"), [
+    ("boomda", 1, 0, {}), ("dann", 2, 1, {}), ("boomda", 1, 2, {}),
+    ("boomda", 1, 3, {"optimizer": "adamw", "lr_schedule": "cosine", "grad_clip": 0.5}),
+    ("dada", 1, 4, {"optimizer": "sgd", "lr_schedule": "inverse", "lr": 0.01}),
+])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, method, every, seed, train):
+    whole = run_experiment(_config(tmp_path, "whole", method, every=every, **train))
     steps_per_epoch = len(whole.adapter.history) // 4
     assert whole.results["resumed_at_step"] is None
     assert not (whole.folder / rundir.CHECKPOINT).exists()  # removed once the run is done
@@ -95,7 +98,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, method, eve
     with monkeypatch.context() as patch:
         _interrupt_after(patch, stop)
         with pytest.raises(_Stop):
-            run_experiment(_config(tmp_path, "cut", method, every=every))
+            run_experiment(_config(tmp_path, "cut", method, every=every, **train))
     cut = tmp_path / "cut"
     assert rundir.run_status(cut) == rundir.UNFINISHED
     assert (cut / rundir.CHECKPOINT).is_file() and not (cut / rundir.RESULTS).exists()

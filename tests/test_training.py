@@ -167,3 +167,46 @@ def test_a_batch_larger_than_the_data_is_said():
     pair = _toy_pair()
     with pytest.warns(UserWarning, match="batch_size 5000 exceeds the 64 source samples"):
         DomainAdapter(method="dt", **{**TINY, "batch_size": 5000}).fit(pair)
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [
+    ("constant", [1.0, 1.0, 1.0]),
+    ("cosine", [1.0, 0.5, 0.0]),                         # 0.5 (1 + cos(pi p))
+    ("inverse", [1.0, 6.0 ** -0.75, 11.0 ** -0.75]),     # (1 + 10 p)^-0.75
+])
+def test_learning_rate_follows_the_schedule(schedule, expected):
+    """The learning rate of steps 0, (T-1)/2 and T-1 of a T-step run."""
+    from boomda.train import make_schedule
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.2)
+    scheduler = make_schedule(optimizer, schedule, total=5)
+    seen = []
+    for _ in range(5):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    assert [seen[0], seen[2], seen[4]] == pytest.approx([0.2 * e for e in expected])
+
+
+def test_gradient_clipping_bounds_the_global_norm(monkeypatch):
+    """With grad_clip, the gradient the optimiser sees has global norm at most the clip."""
+    norms = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    DomainAdapter(epochs=2, batch_size=16, dim=8, hidden=16, grad_clip=0.05,
+                  device="cpu").fit(_toy_pair())
+    assert norms and max(norms) <= 0.05 * (1 + 1e-5)
+    # without clipping the same run's gradients are far larger: the clip acted
+    norms.clear()
+    DomainAdapter(epochs=2, batch_size=16, dim=8, hidden=16, device="cpu").fit(_toy_pair())
+    assert max(norms) > 0.5

@@ -16,7 +16,8 @@ from boomda.errors import BoomdaError, ConfigError, DataError
 _TRAIN_OPTIONS = {
     "method": str, "gamma_solver": str, "gamma_normalization": str, "ca_form": str, "seed": int,
     "epochs": int, "batch_size": int,
-    "lr": float, "weight_decay": float, "beta": float, "alpha1": float, "alpha2": float,
+    "lr": float, "weight_decay": float, "optimizer": str, "lr_schedule": str,
+    "grad_clip": float, "beta": float, "alpha1": float, "alpha2": float,
     "vote_threshold": int, "dim": int, "hidden": int, "dropout": float, "device": str,
 }
 
@@ -26,8 +27,11 @@ _OPTION_HELP = {
     "seed": "seed of training, and of the split and shifts unless --split-seed",
     "epochs": "passes over the source training set",
     "batch_size": "source (and target) samples per step",
-    "lr": "Adam learning rate",
-    "weight_decay": "Adam weight decay",
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "optimizer": "adam, adamw or sgd (momentum: the first of betas)",
+    "lr_schedule": "constant, cosine (to 0) or inverse (lr / (1 + 10 p)^0.75)",
+    "grad_clip": "clip the gradients' global norm to this value; 0: off",
     "beta": "weight of the IB log-determinant",
     "alpha1": "weight of the pseudo-label loss",
     "alpha2": "weight of the correlation alignment",

@@ -29,6 +29,11 @@ DEFAULT_SHIFTS = {
 }
 
 
+#: the optimisers and learning-rate schedules ``TrainConfig`` offers
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "inverse")
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters of one training run.
@@ -46,6 +51,13 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    #: ``adam`` (the paper's), ``adamw`` or ``sgd`` (momentum ``betas[0]``)
+    optimizer: str = "adam"
+    #: ``constant`` (the paper's), ``cosine`` (to 0 over the run) or ``inverse``
+    #: (``lr / (1 + 10 p)^0.75``, p the training progress; Ganin et al. 2016)
+    lr_schedule: str = "constant"
+    #: clip the gradients' global norm to this value; 0: no clipping
+    grad_clip: float = 0.0
     beta: float = 5e-4
     alpha1: float = 0.5
     alpha2: float = 100.0
@@ -80,6 +92,11 @@ class TrainConfig:
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
                "must be two numbers in [0, 1)", self.betas)
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
+        _check(self.optimizer in OPTIMIZERS, "optimizer",
+               f"must be one of {', '.join(OPTIMIZERS)}", self.optimizer)
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
+               f"must be one of {', '.join(LR_SCHEDULES)}", self.lr_schedule)
+        _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)", self.grad_clip)
         for name in ("beta", "alpha1", "alpha2"):
             _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
         _check(self.vote_threshold >= 1, "vote_threshold", "(M_v) must be at least 1",

@@ -20,7 +20,8 @@ from boomda.evaluate import evaluate, predict_logits
 from boomda.methods import build_method
 from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
 from boomda.nn.net import MultimodalNet
-from boomda.train import StepLog, Trainer, resolve_device, seed_everything, stored_state
+from boomda.runtime import resolve_device, seed_everything
+from boomda.train import StepLog, Trainer, stored_state
 
 CHECKPOINT_FORMAT = 1
 

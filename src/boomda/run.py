@@ -145,7 +145,7 @@ def _prepare(config: RunConfig, progress: bool):
     encoders = None
     if config.raw is not None:
         from boomda.data.raw_pair import build_raw_pair
-        from boomda.train import resolve_device
+        from boomda.runtime import resolve_device
 
         raw_pair = build_raw_pair(config.raw, seed=split_seed(config),
                                   holdout=config.data.holdout,

@@ -28,24 +28,10 @@ from boomda.data.pair import DomainPair
 from boomda.errors import DataError, TrainingError
 from boomda.methods import Batch, Method
 from boomda.nn.backbone_encoder import BackboneEncoder
+from boomda.runtime import resolve_device, seed_everything  # noqa: F401 - re-exported
 
 #: version of the training-state layout (:meth:`Trainer.fit`'s ``checkpoint``)
 TRAINING_STATE_FORMAT = 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from boomda.errors import ConfigError
-
-        raise ConfigError(f"option device={name!r}, but CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
 
 
 class _Sampler:
@@ -138,10 +124,9 @@ class Trainer:
         self.method = method.to(device)
         self.config = config
         self.device = device
-        self.optimizer = torch.optim.Adam(
-            [p for p in method.parameters() if p.requires_grad], lr=config.lr,
-            betas=tuple(config.betas), weight_decay=config.weight_decay, foreach=True,
-        )
+        self.params = [p for p in method.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, config)
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
     def fit(
         self,
@@ -170,6 +155,7 @@ class Trainer:
                               stacklevel=2)
         steps_per_epoch = max(1, source.batches_per_pass)
         total = cfg.epochs * steps_per_epoch
+        self.scheduler = make_schedule(self.optimizer, cfg.lr_schedule, total)
         net = self.method.net
         net.fit_standardization(source.x)
         history: list[StepLog] = []
@@ -198,7 +184,11 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 out.backward(loss)
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
                 self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)  # time the whole step, not its launch
                 log = self._record(step, step // steps_per_epoch, loss, out, yt_hidden,
@@ -234,6 +224,8 @@ class Trainer:
             "total_steps": self.config.epochs * max(1, source.batches_per_pass),
             "model": {k: v.detach().cpu().clone() for k, v in stored_state(self.method).items()},
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": ({k: v for k, v in self.scheduler.state_dict().items()
+                           if k != "lr_lambdas"} if self.scheduler is not None else {}),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": (torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []),
@@ -256,6 +248,8 @@ class Trainer:
                                 f"this run has {total}: the data or the settings changed")
         self.method.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None]})
         saved = state["rng"]
         torch.set_rng_state(saved["torch"])
         if self.device.type == "cuda" and saved["cuda"]:
@@ -285,6 +279,36 @@ class Trainer:
             weights=dict(out.weights), gamma=out.gamma, r=out.r,
             n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
         )
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig
+                   ) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``params``: Adam (the paper's), AdamW, or SGD with momentum
+    ``betas[0]``; learning rate ``lr`` and weight decay ``weight_decay``."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.betas[0],
+                               weight_decay=config.weight_decay, foreach=True)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=config.lr, betas=tuple(config.betas),
+                weight_decay=config.weight_decay, foreach=True)
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The learning rate's factor at training progress ``progress`` in [0, 1]."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "inverse":
+        return (1.0 + 10.0 * progress) ** -0.75
+    return 1.0
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, schedule: str, total: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """A per-step schedule over ``total`` steps (None for ``constant``)."""
+    if schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(schedule, step / max(1, total - 1)))
 
 
 def _plain_number(value: Any) -> Any:
