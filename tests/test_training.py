@@ -210,3 +210,18 @@ def test_gradient_clipping_bounds_the_global_norm(monkeypatch):
     norms.clear()
     DomainAdapter(epochs=2, batch_size=16, dim=8, hidden=16, device="cpu").fit(_toy_pair())
     assert max(norms) > 0.5
+
+
+def test_method_diagnostics_are_logged(tmp_path):
+    """The adversarial baselines' gradient-reversal coefficient reaches metrics.jsonl: it rises
+    from 0 at the first step along 2/(1+exp(-10 p)) - 1 (Ganin et al. 2016)."""
+    import math
+
+    adapter = DomainAdapter(method="dann", seed=1, **TINY).fit(_toy_pair())
+    logs = [log.to_dict() for log in adapter.history]
+    total = len(logs)
+    for i in (0, total // 2, total - 1):
+        p = i / (total - 1)
+        assert logs[i]["extra_grl"] == pytest.approx(2 / (1 + math.exp(-10 * p)) - 1)
+    assert "extra_grl" not in DomainAdapter(method="dt", seed=1, **TINY).fit(
+        _toy_pair()).history[0].to_dict()

@@ -98,6 +98,10 @@ class StepLog:
     pseudo_accuracy: float | None
     seconds: float
     n_pseudo_classes: int | None = None
+    #: the method's own per-step diagnostics (``MethodOutput.extras``: the gradient-reversal
+    #: coefficient of the adversarial baselines, DADA's mixing coefficient, ...), written as
+    #: ``extra_<name>``
+    extras: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {"step": self.step, "epoch": self.epoch, "loss": self.loss}
@@ -109,6 +113,7 @@ class StepLog:
         d["n_pseudo"] = self.n_pseudo
         d["n_pseudo_classes"] = self.n_pseudo_classes
         d["pseudo_accuracy"] = self.pseudo_accuracy
+        d.update({f"extra_{k}": _finite_or_none(v) for k, v in self.extras.items()})
         d["seconds"] = self.seconds
         return d
 
@@ -273,11 +278,17 @@ class Trainer:
             n_classes = int(out.pseudo_labels[keep].unique().numel())
             if yt_hidden is not None and n_pseudo > 0:
                 acc = float((out.pseudo_labels[keep] == yt_hidden[keep]).float().mean())
+        names = list(out.terms)
+        # one host transfer for the loss and every term
+        values = torch.stack([loss.detach().reshape(()).to(torch.float64)]
+                             + [out.terms[k].detach().reshape(()).to(torch.float64)
+                                for k in names]).tolist()
         return StepLog(
-            step=step, epoch=epoch, loss=float(loss.detach()),
-            terms={k: float(t.detach()) for k, t in out.terms.items()},
+            step=step, epoch=epoch, loss=values[0],
+            terms=dict(zip(names, values[1:], strict=True)),
             weights=dict(out.weights), gamma=out.gamma, r=out.r,
             n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
+            extras={k: float(v) for k, v in out.extras.items()},
         )
 
 
