@@ -72,7 +72,7 @@ def test_representation_gram_matches_independent_gradients():
     p = np.array(rows)
     expected = p @ p.T
     np.testing.assert_allclose(q, expected, rtol=1e-9, atol=1e-20)
-    # the zero pattern SPEC 4 predicts: only the diagonal and the last row/column
+    # the zero pattern docs/method.md ("Balancing") gives: only the diagonal and the last row/column
     m_count = len(zs)
     for i, j in itertools.product(range(m_count), repeat=2):
         if i != j:

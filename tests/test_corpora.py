@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from boomda.config import RunConfig
-from boomda.data.corpora import (
+from boomda.data.readers import (
     iemocap_speaker_half,
     read_iemocap,
     read_manifest,
@@ -198,3 +198,45 @@ def test_class_counts_of_both_label_protocols(tmp_path):
     assert paper.class_counts == {"neutral": 1, "happy": 2, "sad": 1, "angry": 1}
     assert merged.class_counts == {"neutral": 1, "happy": 3, "sad": 1, "angry": 1}
     assert np.array_equal(np.bincount(merged.labels, minlength=4), [1, 3, 1, 1])
+
+
+def test_readers_registry_is_what_the_config_and_read_corpus_use(tmp_path, monkeypatch):
+    """A reader registered in READERS (and only there) makes its corpus name valid and is the
+    one read_corpus calls; the registry is restored afterwards."""
+    from boomda.data.raw_pair import read_corpus
+    from boomda.data.readers import READERS, RawCorpus, RawItem
+
+    section = {"corpus": "fake", "path": str(tmp_path / "fake"),
+               "modalities": {"a": {"signal": "audio", "backbone": "b"},
+                              "t": {"signal": "text", "backbone": "c"}}}
+    with pytest.raises(ConfigError, match="corpus must be iemocap, msp-improv or manifest, "
+                                          "got 'fake'"):
+        RunConfig.from_dict({"raw": section})
+
+    calls = []
+
+    def read_fake(raw, signals):
+        calls.append((raw.path, list(signals)))
+        return RawCorpus((RawItem("u0", 0, text="hello"),), ("calm",), name="fake",
+                         modalities=tuple(signals))
+
+    monkeypatch.setitem(READERS, "fake", read_fake)
+    raw = RunConfig.from_dict({"raw": section}).raw
+    raw.validate()
+    corpus = read_corpus(raw, ["audio", "text"])
+    assert calls == [(str(tmp_path / "fake"), ["audio", "text"])]
+    assert corpus.name == "fake" and [item.id for item in corpus.items] == ["u0"]
+    with pytest.raises(ConfigError, match="must be iemocap, msp-improv, manifest or fake, "
+                                          "got 'other'"):
+        RunConfig.from_dict({"raw": {**section, "corpus": "other"}})
+    monkeypatch.undo()
+    assert "fake" not in READERS
+    with pytest.raises(ConfigError, match="got 'fake'"):
+        raw.validate()
+
+
+def test_each_built_in_corpus_has_its_reader_module():
+    from boomda.data.readers import READERS, iemocap, manifest, msp_improv
+
+    assert READERS == {"iemocap": iemocap.read, "msp-improv": msp_improv.read,
+                       "manifest": manifest.read}

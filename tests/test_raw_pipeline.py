@@ -14,8 +14,8 @@ pytest.importorskip("av")
 pytest.importorskip("soundfile")
 
 from boomda.config import RawDataConfig, RunConfig, TrainConfig  # noqa: E402
-from boomda.data.raw import item_rng, load_audio  # noqa: E402
 from boomda.data.raw_pair import build_raw_pair  # noqa: E402
+from boomda.data.signals import item_rng, load_audio  # noqa: E402
 from boomda.errors import ConfigError, DataError  # noqa: E402
 from boomda.estimator import DomainAdapter  # noqa: E402
 from boomda.methods import build_method  # noqa: E402
@@ -90,7 +90,7 @@ def test_target_half_is_corrupted_per_utterance(corpora, tmp_path):
     raw = _raw(corpora, "manifest", "")
     raw_pair = build_raw_pair(raw, seed=3, holdout=0.0)
     audio, text = raw_pair.pipelines["acoustic"], raw_pair.pipelines["lexical"]
-    from boomda.data.corpora import read_manifest
+    from boomda.data.readers import read_manifest
 
     items = read_manifest(raw.path, rc.CLASSES).items
     item = items[0]
@@ -306,7 +306,7 @@ def test_frozen_image_model_keeps_only_the_cls_embedding(corpora):
 
 
 def _manifest_items(corpora):
-    from boomda.data.corpora import read_manifest
+    from boomda.data.readers import read_manifest
 
     return read_manifest(corpora["manifest"], rc.CLASSES).items
 
@@ -477,7 +477,8 @@ def _frame_at(video, seconds):
 
 
 def test_speaker_half_of_the_split_screen_reaches_the_image_backbone(corpora):
-    from boomda.data.raw_pair import SignalPipeline, read_corpus
+    from boomda.data.pipelines import SignalPipeline
+    from boomda.data.raw_pair import read_corpus
 
     raw = _raw(corpora, "iemocap", "")
     visual = SignalPipeline("visual", raw.modality_configs()["visual"], raw, None,
@@ -517,7 +518,7 @@ def test_uncovered_utterances_are_reported_and_skipped_before_the_split(corpora,
                                                                         monkeypatch):
     import warnings
 
-    from boomda.data.raw_pair import SignalPipeline
+    from boomda.data.pipelines import SignalPipeline
 
     # the second dialog's video ends at 4.8 s: its utterances n = 9 (4.5-5.0 s, only partly
     # covered), 10 and 11, all three angry, lose their video
@@ -562,3 +563,25 @@ def test_uncovered_utterances_are_reported_and_skipped_before_the_split(corpora,
     assert source[:3].tolist() == [3, 3, 3] and target[:3].tolist() == [3, 3, 3]
     assert sorted([int(source[3]), int(target[3])]) == [1, 2]
     assert events.count("compute") == 21 * 2  # audio and video of the 21 kept, nothing more
+
+
+def test_signal_pipeline_builds_the_class_of_its_signal(corpora):
+    from boomda.data.pipelines import (
+        PIPELINES,
+        AudioPipeline,
+        SignalPipeline,
+        TextPipeline,
+        make_pipeline,
+    )
+
+    raw = _raw(corpora, "manifest", "")
+    specs = raw.modality_configs()
+    device = torch.device("cpu")
+    for name, spec in specs.items():
+        built = SignalPipeline(name, spec, raw, None, device)
+        assert type(built) is PIPELINES[spec.signal] and built.signal == spec.signal
+        assert type(make_pipeline(name, spec, raw, None, device)) is PIPELINES[spec.signal]
+    assert isinstance(SignalPipeline("lexical", specs["lexical"], raw, None, device),
+                      TextPipeline)
+    with pytest.raises(ConfigError, match="reads audio, not text"):
+        AudioPipeline("lexical", specs["lexical"], raw, None, device)

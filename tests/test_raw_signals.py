@@ -6,13 +6,13 @@ import csv
 import numpy as np
 import pytest
 
-from boomda.data.corpora import (
+from boomda.data.readers import (
     EMOTIONS,
     read_iemocap,
     read_manifest,
     read_msp_improv,
 )
-from boomda.data.raw import (
+from boomda.data.signals import (
     add_white_noise,
     darken_and_noise,
     item_rng,
@@ -419,3 +419,40 @@ def test_read_manifest_checks_columns(tmp_path):
         read_manifest(manifest, modalities=["text"])
     with pytest.raises(ConfigError, match="modalities"):
         read_manifest(manifest, modalities=["smell"])
+
+
+def test_pipeline_registry_one_class_per_signal():
+    """The signal kinds, their backbones and corruptions, from the per-signal classes."""
+    from boomda.config import RunConfig
+    from boomda.data.pipelines import (
+        BACKBONE_KIND,
+        CORRUPTIONS,
+        DEFAULT_CORRUPTION,
+        PIPELINES,
+        AudioPipeline,
+        SignalPipeline,
+        TextPipeline,
+        VideoPipeline,
+        parse_corruption,
+        pipeline_class,
+    )
+
+    assert PIPELINES == {"audio": AudioPipeline, "video": VideoPipeline, "text": TextPipeline}
+    assert all(issubclass(cls, SignalPipeline) for cls in PIPELINES.values())
+    assert pipeline_class("video") is VideoPipeline
+    with pytest.raises(ConfigError, match="unknown signal 'smell'"):
+        pipeline_class("smell")
+    assert BACKBONE_KIND == {"audio": "speech", "video": "image", "text": "text"}
+    assert DEFAULT_CORRUPTION == {"audio": "noise", "video": "darken_noise", "text": "mask_words"}
+    assert CORRUPTIONS == {"noise": ("audio", {"snr": 1.0}),
+                           "darken_noise": ("video", {"brightness": 0.2, "snr": 0.5}),
+                           "mask_words": ("text", {"fraction": 0.4})}
+    assert parse_corruption("default", "video", "w") == {"kind": "darken_noise",
+                                                          "brightness": 0.2, "snr": 0.5}
+    with pytest.raises(ConfigError, match="applies to audio, not text"):
+        parse_corruption("noise:snr=2", "text", "w")
+    section = {"path": "x", "modalities": {"a": {"backbone": "b"},
+                                           "s": {"signal": "smell", "backbone": "c"}}}
+    with pytest.raises(ConfigError, match=r"raw\.modalities\.s\.signal must be audio, video or "
+                                          r"text, got 'smell'"):
+        RunConfig.from_dict({"raw": section})

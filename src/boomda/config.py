@@ -151,12 +151,19 @@ class RawModalityConfig:
     corruption: str = "default"
 
 
+def _one_of(registry: Mapping[str, Any]) -> str:
+    """The names of a registry as ``"a, b or c"``."""
+    names = list(registry)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 @dataclass
 class RawDataConfig:
     """A raw corpus (audio, video, transcripts) and how its signals are prepared.
 
-    ``corpus``: ``iemocap``, ``msp-improv`` or ``manifest``; ``path``: its root folder (the CSV
-    file for a manifest). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
+    ``corpus``: ``iemocap``, ``msp-improv``, ``manifest`` or another name in
+    :data:`boomda.data.readers.READERS`; ``path``: its root folder (the CSV file for a
+    manifest). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
     ``classes`` (manifest: class names in label order), ``sessions`` (IEMOCAP / MSP-IMPROV:
     which sessions, all when empty), ``merge_excited`` (IEMOCAP: count "excited" as happy, the
     common protocol; off: the paper's four classes, happy = "hap" only), ``transcripts``
@@ -169,7 +176,7 @@ class RawDataConfig:
     ``max_seconds``: audio is cut to its first seconds; ``n_frames``: frames sampled
     evenly per clip; ``max_tokens``: transcripts are cut to this many tokens. ``cache_dir``:
     where the frozen backbone outputs are cached (empty: no cache); ``cache_dtype``: float16
-    (half the disk and memory) or float32. ``batch_size``: utterances per frozen forward pass.
+    (half the disk and memory) or float32.
     """
 
     corpus: str = "manifest"
@@ -189,15 +196,17 @@ class RawDataConfig:
 
     def modality_configs(self, where: str = "raw") -> dict[str, RawModalityConfig]:
         """``modalities`` as typed configs; raises naming the first bad entry."""
+        from boomda.data.pipelines import PIPELINES  # the signal kinds
+
         if not isinstance(self.modalities, Mapping) or len(self.modalities) < 2:
             raise ConfigError(f"{where}.modalities: name at least 2 modalities, each with a "
                               f"signal and a backbone folder")
         out = {}
         for name, raw in self.modalities.items():
             spec = _build(RawModalityConfig, raw or {}, f"{where}.modalities.{name}")
-            if spec.signal not in ("audio", "video", "text"):
-                raise ConfigError(f"{where}.modalities.{name}.signal must be audio, video or "
-                                  f"text, got {spec.signal!r}")
+            if spec.signal not in PIPELINES:
+                raise ConfigError(f"{where}.modalities.{name}.signal must be "
+                                  f"{_one_of(PIPELINES)}, got {spec.signal!r}")
             if spec.encoder not in ("", "textcnn", "lstm"):
                 raise ConfigError(f"{where}.modalities.{name}.encoder must be textcnn or lstm "
                                   f"(empty: the paper's for the signal), got {spec.encoder!r}")
@@ -208,9 +217,10 @@ class RawDataConfig:
         return out
 
     def validate(self, where: str = "raw") -> None:
-        if self.corpus not in ("iemocap", "msp-improv", "manifest"):
-            raise ConfigError(f"{where}.corpus must be iemocap, msp-improv or manifest, got "
-                              f"{self.corpus!r}")
+        from boomda.data.readers import READERS  # the corpus names
+
+        if self.corpus not in READERS:
+            raise ConfigError(f"{where}.corpus must be {_one_of(READERS)}, got {self.corpus!r}")
         if not self.path:
             raise ConfigError(f"{where}.path: give the corpus folder (the CSV for a manifest)")
         self.modality_configs(where)

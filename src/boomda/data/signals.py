@@ -1,10 +1,11 @@
 """Raw signals: loading audio and video frames, and the paper's target-domain corruptions.
 
-The corruptions follow Sun et al. (AAAI 2026, Sec. 4; SPEC section 6): white noise on the waveform
-at SNR 1.0, video darkened to 20 % brightness plus Gaussian noise at SNR 0.5, and 40 % of the words
-of each utterance replaced by the tokenizer's mask token. They are pure functions of numpy arrays
-(or word lists) and an explicit ``np.random.Generator``; :func:`item_rng` derives one generator per
-utterance from a seed and the utterance id, so a corrupted item does not depend on batch order.
+The corruptions follow Sun et al. (AAAI 2026, Sec. 4; docs/raw.md, "Corruptions of the target
+half"): white noise on the waveform at SNR 1.0, video darkened to 20 % brightness plus Gaussian
+noise at SNR 0.5, and 40 % of the words of each utterance replaced by the tokenizer's mask token.
+They are pure functions of numpy arrays (or word lists) and an explicit ``np.random.Generator``;
+:func:`item_rng` derives one generator per utterance from a seed and the utterance id, so a
+corrupted item does not depend on batch order.
 
 An SNR is a power ratio (``signal power / noise power``), not decibels. Signal power is the mean
 square of the signal being corrupted, measured per utterance (per clip for frames).

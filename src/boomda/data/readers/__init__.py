@@ -1,0 +1,36 @@
+"""Corpus readers: one module per corpus, and :data:`READERS`, the registry that
+``raw.corpus`` names a reader in.
+
+A reader is a function ``read(raw, signals) -> RawCorpus`` (:class:`~.base.CorpusReader`): it
+gets the validated :class:`~boomda.config.RawDataConfig` and the signals in use, and lists the
+corpus's utterances (:class:`~.base.RawCorpus`). What the readers share (the utterance list,
+skipping and reporting unusable utterances, file search, UTF-8 reading) is in :mod:`.base`.
+:func:`boomda.data.raw_pair.read_corpus` and ``RawDataConfig.validate`` look a corpus up here;
+adding a corpus is one new module and its entry below (docs/extending.md).
+"""
+
+from boomda.data.readers import iemocap, manifest, msp_improv
+from boomda.data.readers.base import EMOTIONS, MODALITIES, CorpusReader, RawCorpus, RawItem
+from boomda.data.readers.iemocap import iemocap_speaker_half, read_iemocap
+from boomda.data.readers.manifest import read_manifest
+from boomda.data.readers.msp_improv import read_msp_improv
+
+#: corpus name (``raw.corpus``) -> its reader
+READERS: dict[str, CorpusReader] = {
+    "iemocap": iemocap.read,
+    "msp-improv": msp_improv.read,
+    "manifest": manifest.read,
+}
+
+__all__ = [
+    "EMOTIONS",
+    "MODALITIES",
+    "READERS",
+    "CorpusReader",
+    "RawCorpus",
+    "RawItem",
+    "iemocap_speaker_half",
+    "read_iemocap",
+    "read_manifest",
+    "read_msp_improv",
+]
