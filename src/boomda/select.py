@@ -8,7 +8,7 @@ points of a sweep against their (diagnostic) target accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,28 +23,32 @@ _EPS = 1e-12
 _MAX_LOG_ODDS = 50.0
 
 
+@dataclass
+class ModelOutputs:
+    """What a validator may read of a trained model on a domain pair: the fused representations
+    (``feats_*``) and the fused head's class probabilities (``probs_*``) on the target (``_t``),
+    the source training part (``_s``) and the source held-out part (``_v``), and the held-out
+    part's labels. The ``_s``/``_v`` entries are None without (at least 2) held-out samples.
+    Never the target's labels."""
+
+    feats_t: np.ndarray
+    probs_t: np.ndarray
+    feats_s: np.ndarray | None = None
+    feats_v: np.ndarray | None = None
+    probs_v: np.ndarray | None = None
+    labels_v: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class Validator:
-    """A validator's registry entry. ``needs_holdout``: it reads labelled held-out source
-    samples, so it is ``nan`` for a pair without (at least 2 of) them."""
+    """A validator's registry entry: ``score(outputs)``, higher is better. ``needs_holdout``: it
+    reads labelled held-out source samples, so it is ``nan`` for a pair without (at least 2 of)
+    them."""
 
     name: str
     description: str
     needs_holdout: bool
-
-
-VALIDATORS: dict[str, Validator] = {
-    v.name: v for v in (
-        Validator("source_risk", "minus the cross-entropy on held-out labelled source samples",
-                  True),
-        Validator("im", "information maximisation on the target: diversity of the predictions "
-                  "minus their mean entropy", False),
-        Validator("snd", "soft neighbourhood density: entropy of each target sample's softmax "
-                  "similarity to the other target samples", False),
-        Validator("dev", "deep embedded validation: importance-weighted source-validation loss "
-                  "with a control variate, negated", True),
-    )
-}
+    score: Callable[[ModelOutputs], float]
 
 
 def _entropy(probs: np.ndarray) -> np.ndarray:
@@ -203,18 +207,32 @@ def score_model(adapter, pair) -> dict[str, float]:
     if net is None:
         raise BoomdaError("the model is not trained yet: call fit() or load() first")
     feats_t, logits_t = predict_outputs(net, pair.target, adapter.device)
-    probs_t = softmax(logits_t)
-    scores = {"source_risk": float("nan"), "im": information_maximization(probs_t),
-              "snd": soft_neighborhood_density(probs_t), "dev": float("nan")}
+    outputs = ModelOutputs(feats_t, softmax(logits_t))
     holdout = pair.source_holdout
     if holdout is not None and len(holdout) >= 2:
-        feats_s, _ = predict_outputs(net, pair.source, adapter.device)
-        feats_v, logits_v = predict_outputs(net, holdout, adapter.device)
-        probs_v = softmax(logits_v)
-        scores["source_risk"] = source_risk(probs_v, holdout.labels)
-        scores["dev"] = deep_embedded_validation(feats_s, feats_v, feats_t,
-                                                 cross_entropy(probs_v, holdout.labels))
-    return {name: scores[name] for name in VALIDATORS}
+        outputs.feats_s, _ = predict_outputs(net, pair.source, adapter.device)
+        outputs.feats_v, logits_v = predict_outputs(net, holdout, adapter.device)
+        outputs.probs_v, outputs.labels_v = softmax(logits_v), holdout.labels
+    return {name: (float("nan") if v.needs_holdout and outputs.probs_v is None
+                   else float(v.score(outputs)))
+            for name, v in VALIDATORS.items()}
+
+
+#: the label-free validators, by name (``boomda bench --select NAME``); adding one is a scoring
+#: function of :class:`ModelOutputs` and one line here
+VALIDATORS: dict[str, Validator] = {v.name: v for v in (
+    Validator("source_risk", "minus the cross-entropy on held-out labelled source samples",
+              True, lambda o: source_risk(o.probs_v, o.labels_v)),
+    Validator("im", "information maximisation on the target: diversity of the predictions "
+              "minus their mean entropy", False, lambda o: information_maximization(o.probs_t)),
+    Validator("snd", "soft neighbourhood density: entropy of each target sample's softmax "
+              "similarity to the other target samples", False,
+              lambda o: soft_neighborhood_density(o.probs_t)),
+    Validator("dev", "deep embedded validation: importance-weighted source-validation loss "
+              "with a control variate, negated", True,
+              lambda o: deep_embedded_validation(o.feats_s, o.feats_v, o.feats_t,
+                                                 cross_entropy(o.probs_v, o.labels_v))),
+)}
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
