@@ -405,7 +405,11 @@ def _random_kills(tmp_path: Path, raw: dict, kinds: list[str], seed: int,
         returncode, err = _kill_round(grid, out, kind, rng.uniform(0.0, longest), len(cells))
         if after_kill:  # the lock the SIGKILLed bench could not release is taken over
             assert "taking over the lock of pid" in err and "no longer running" in err, err
-        after_kill = returncode == -signal.SIGKILL
+        # a bench SIGKILLed while it held the lock leaves its name in the lock file (one killed
+        # after the grid was done, while writing the report, has already released it)
+        lock = out / bench.LOCK
+        after_kill = (returncode == -signal.SIGKILL and lock.is_file()
+                      and lock.read_text().strip() != "")
     final = subprocess.run([sys.executable, "-m", "boomda", "bench", str(grid), "--out",
                             str(out), "--workers", "2", "--threads", "1", "--no-progress"],
                            capture_output=True, text=True, timeout=300)

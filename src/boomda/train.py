@@ -194,10 +194,9 @@ class Trainer:
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)  # time the whole step, not its launch
-                log = self._record(step, step // steps_per_epoch, loss, out, yt_hidden,
-                                   time.perf_counter() - start)
+                # no explicit device synchronisation: the one host transfer of the logged
+                # values in _record waits for the step, and the step is timed after it
+                log = self._record(step, step // steps_per_epoch, loss, out, yt_hidden, start)
                 history.append(log)
                 if on_step is not None:
                     on_step(log)
@@ -270,7 +269,9 @@ class Trainer:
         return int(state["step"]), history
 
     @staticmethod
-    def _record(step, epoch, loss, out, yt_hidden, seconds) -> StepLog:
+    def _record(step, epoch, loss, out, yt_hidden, start: float) -> StepLog:
+        """The step's log; ``seconds`` runs from ``start`` to the host transfer of the logged
+        values, which waits for the device to finish the step."""
         n_pseudo = acc = n_classes = None
         if out.pseudo_keep is not None:
             keep = out.pseudo_keep
@@ -283,6 +284,7 @@ class Trainer:
         values = torch.stack([loss.detach().reshape(()).to(torch.float64)]
                              + [out.terms[k].detach().reshape(()).to(torch.float64)
                                 for k in names]).tolist()
+        seconds = time.perf_counter() - start
         return StepLog(
             step=step, epoch=epoch, loss=values[0],
             terms=dict(zip(names, values[1:], strict=True)),
