@@ -166,3 +166,31 @@ def test_a_real_process_prints_one_line(files):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "boomda: error: empty.npz: cannot read as .npz (No data left in file)"]
+
+
+def test_every_training_option_is_on_the_command_line_with_its_default(capsys):
+    """The run command's training options are derived from TrainConfig's fields: each has a
+    flag whose help gives its meaning and its default, and the flag sets the option."""
+    import re
+
+    from boomda.cli import _parser as parser
+    from boomda.cli import build_config
+    from boomda.config import TrainConfig, train_options
+
+    options = train_options()
+    names = {name for name, *_ in options}
+    assert {"method", "epochs", "lr", "alpha2", "optimizer", "grad_clip", "device"} <= names
+    assert "options" not in names and "betas" not in names
+    with pytest.raises(SystemExit):
+        parser().parse_args(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, _kind, what, default in options:
+        flag = "--" + name.replace("_", "-")
+        assert re.search(rf"{flag} \S+ {re.escape(' '.join(what.split()))}", text), flag
+        assert f"(default {default})" in text
+        assert getattr(TrainConfig(), name) == default
+    args = parser().parse_args(["run", "--grad-clip", "0.5", "--optimizer", "sgd",
+                                "--vote-threshold", "2"])
+    config = build_config(args)
+    assert (config.train.grad_clip, config.train.optimizer, config.train.vote_threshold) == \
+        (0.5, "sgd", 2)

@@ -9,38 +9,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, RunConfig
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, RunConfig, train_options
 from boomda.errors import BoomdaError, ConfigError, DataError
-
-#: command-line option -> (section, key) in the run config
-_TRAIN_OPTIONS = {
-    "method": str, "gamma_solver": str, "gamma_normalization": str, "ca_form": str, "seed": int,
-    "epochs": int, "batch_size": int,
-    "lr": float, "weight_decay": float, "optimizer": str, "lr_schedule": str,
-    "grad_clip": float, "beta": float, "alpha1": float, "alpha2": float,
-    "vote_threshold": int, "dim": int, "hidden": int, "dropout": float, "device": str,
-}
-
-
-#: what each training option means, for ``boomda run --help``
-_OPTION_HELP = {
-    "seed": "seed of training, and of the split and shifts unless --split-seed",
-    "epochs": "passes over the source training set",
-    "batch_size": "source (and target) samples per step",
-    "lr": "learning rate",
-    "weight_decay": "weight decay",
-    "optimizer": "adam, adamw or sgd (momentum: the first of betas)",
-    "lr_schedule": "constant, cosine (to 0) or inverse (lr / (1 + 10 p)^0.75)",
-    "grad_clip": "clip the gradients' global norm to this value; 0: off",
-    "beta": "weight of the IB log-determinant",
-    "alpha1": "weight of the pseudo-label loss",
-    "alpha2": "weight of the correlation alignment",
-    "vote_threshold": "M_v, votes needed to keep a pseudo-label",
-    "dim": "representation size d",
-    "hidden": "hidden width of the feature encoders",
-    "dropout": "dropout of the feature encoders",
-    "device": "auto, cpu, cuda or cuda:N",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from boomda import __version__
     from boomda.balance import BALANCERS, NORMALIZATIONS
-    from boomda.config import TrainConfig
+    from boomda.config import LR_SCHEDULES, OPTIMIZERS
     from boomda.losses import CA_FORMS
     from boomda.methods import METHODS
 
@@ -70,16 +40,6 @@ def _parser() -> argparse.ArgumentParser:
                     "results.json, model.pt. Options override the YAML config file.",
     )
     run.add_argument("--config", help="YAML file with 'data', 'train', 'out', 'name' sections")
-    run.add_argument("--method", help=f"one of: {', '.join(METHODS)} (default boomda)")
-    run.add_argument("--gamma-solver", dest="gamma_solver",
-                     help=f"one of: {', '.join(BALANCERS)} (default closed_form)")
-    run.add_argument("--gamma-normalization", dest="gamma_normalization",
-                     help=f"gradient normalisation before balancing: "
-                          f"{', '.join(NORMALIZATIONS)} "
-                          f"(default {TrainConfig.gamma_normalization})")
-    run.add_argument("--ca-form", dest="ca_form",
-                     help=f"correlation-alignment form: {', '.join(CA_FORMS)} "
-                          f"(default {TrainConfig.ca_form})")
     run.add_argument("--modalities", help="comma-separated modality names (default "
                                           f"{','.join(DEFAULT_MODALITIES)})")
     run.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
@@ -92,14 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--holdout", type=float, help="fraction of the source kept for evaluation")
     run.add_argument("--split-seed", dest="split_seed", type=int,
                      help="seed of the split and shifts (default: --seed)")
-    for name, kind in _TRAIN_OPTIONS.items():
-        if name in ("method", "gamma_solver", "gamma_normalization", "ca_form"):
-            continue
-        flag = "--" + name.replace("_", "-")
-        what = _OPTION_HELP.get(name, "")
-        default = getattr(TrainConfig(), name)
-        run.add_argument(flag, dest=name, type=kind,
-                         help=f"{what} (default {default})" if what else f"(default {default})")
+    # every TrainConfig option of one number or word, with its help from the dataclass
+    choices = {"method": METHODS, "gamma_solver": BALANCERS,
+               "gamma_normalization": NORMALIZATIONS, "ca_form": CA_FORMS,
+               "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
+    for name, kind, what, default in train_options():
+        among = f"; one of: {', '.join(choices[name])}" if name in choices else ""
+        run.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
+                         help=f"{what}{among} (default {default})")
     run.add_argument("--out", help="parent folder of run folders (default runs)")
     run.add_argument("--name", help="run folder name (default: method-modalities-seed-time-"
                                     "random, never an existing folder)")
@@ -178,7 +138,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             if given:
                 raise ConfigError(f"{flag} does not apply to a raw corpus ({args.config}); set "
                                   f"raw.modalities and their corruption in the config file")
-    for name, kind in _TRAIN_OPTIONS.items():
+    for name, kind, _, _ in train_options():
         value = getattr(args, name, None)
         if value is not None:
             setattr(config.train, name, kind(value))

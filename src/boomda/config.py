@@ -29,6 +29,21 @@ DEFAULT_SHIFTS = {
 }
 
 
+def _option(default: Any, help: str) -> Any:
+    """A ``TrainConfig`` field with its one-line meaning (the command line's help text)."""
+    return field(default=default, metadata={"help": help})
+
+
+def train_options() -> list[tuple[str, type, str, Any]]:
+    """(name, type, help, default) of every ``TrainConfig`` option that takes one number or
+    word, in field order: the command line's training options are exactly these."""
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    return [(f.name, hints[f.name], f.metadata["help"], f.default)
+            for f in fields(TrainConfig) if "help" in f.metadata]
+
+
 #: the optimisers and learning-rate schedules ``TrainConfig`` offers
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "inverse")
@@ -42,31 +57,30 @@ class TrainConfig:
     baselines); each method documents and validates its options.
     """
 
-    method: str = "boomda"
-    gamma_solver: str = "closed_form"
-    gamma_normalization: str = "none"
-    ca_form: str = "correlation"
-    epochs: int = 30
-    batch_size: int = 48
-    lr: float = 1e-3
+    method: str = _option("boomda", "the method: Boomda, an ablation variant or a baseline")
+    gamma_solver: str = _option("closed_form", "how Boomda weighs its alignment objectives")
+    gamma_normalization: str = _option("none", "gradient normalisation before balancing")
+    ca_form: str = _option("correlation", "correlation-alignment form")
+    epochs: int = _option(30, "passes over the source training set")
+    batch_size: int = _option(48, "source (and target) samples per step")
+    lr: float = _option(1e-3, "learning rate")
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    #: ``adam`` (the paper's), ``adamw`` or ``sgd`` (momentum ``betas[0]``)
-    optimizer: str = "adam"
-    #: ``constant`` (the paper's), ``cosine`` (to 0 over the run) or ``inverse``
-    #: (``lr / (1 + 10 p)^0.75``, p the training progress; Ganin et al. 2016)
-    lr_schedule: str = "constant"
-    #: clip the gradients' global norm to this value; 0: no clipping
-    grad_clip: float = 0.0
-    beta: float = 5e-4
-    alpha1: float = 0.5
-    alpha2: float = 100.0
-    vote_threshold: int = 3
-    dim: int = 256
-    hidden: int = 512
-    dropout: float = 0.1
-    seed: int = 0
-    device: str = "auto"
+    weight_decay: float = _option(0.0, "weight decay")
+    optimizer: str = _option("adam", "the optimiser (sgd's momentum: the first of betas)")
+    lr_schedule: str = _option("constant", "learning-rate schedule over the run: cosine decays "
+                                           "to 0, inverse is lr / (1 + 10 p)^0.75 at progress "
+                                           "p (Ganin et al. 2016)")
+    grad_clip: float = _option(0.0, "clip the gradients' global norm to this value; 0: off")
+    beta: float = _option(5e-4, "weight of the IB log-determinant")
+    alpha1: float = _option(0.5, "weight of the pseudo-label loss")
+    alpha2: float = _option(100.0, "weight of the correlation alignment")
+    vote_threshold: int = _option(3, "M_v, votes needed to keep a pseudo-label")
+    dim: int = _option(256, "representation size d")
+    hidden: int = _option(512, "hidden width of the feature encoders")
+    dropout: float = _option(0.1, "dropout of the feature encoders")
+    seed: int = _option(0, "seed of training, and of the split and shifts unless "
+                           "data.split_seed")
+    device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, n_modalities: int | None = None) -> None:
