@@ -59,11 +59,15 @@ class AlignmentProblem:
     ``reps``: the M representations Z_m over both domains of the batch, shape (B_s + B_t, d);
     ``losses[m]`` must depend on ``reps[m]`` only and the fused loss on their concatenation.
     ``params``: the encoder parameters (used only by the parameter-gradient reference P1).
+    ``fused_reps``: when given, the fused loss depends on the concatenation of these tensors
+    (detached copies of the representations, as are then ``reps``) rather than on ``reps``, so
+    that one ``autograd.grad`` call gives every objective's representation gradient apart.
     """
 
     losses: list[torch.Tensor]
     reps: list[torch.Tensor]
     params: list[torch.nn.Parameter] | None = None
+    fused_reps: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -88,16 +92,25 @@ class BalanceResult:
         return (scale * gamma[m]) * own[m] + (scale * gamma[-1]) * fused[m]
 
 
-def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor]
+def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor],
+                             fused_reps: list[torch.Tensor] | None = None
                              ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """``(g, h)``: ``g[m] = dL_m/dZ_m`` and ``h[m] = dL_{M+1}/dZ_m``, with two ``autograd.grad``
-    calls (the per-modality losses together, since L_m depends on Z_m only; then the fused one).
-    The graph is kept for the later backward pass."""
+    """``(g, h)``: ``g[m] = dL_m/dZ_m`` and ``h[m] = dL_{M+1}/dZ_m``.
+
+    With ``fused_reps`` (the fused loss computed on their concatenation, and ``reps`` detached
+    copies: :class:`AlignmentProblem`), one ``autograd.grad`` call through the alignment graphs
+    only; otherwise two (the per-modality losses together, since L_m depends on Z_m only; then
+    the fused one), keeping the graph for the later backward pass."""
     m_count = len(reps)
     if len(losses) != m_count + 1:
         raise ValueError(f"expected {m_count + 1} losses for {m_count} representations")
-    own = torch.autograd.grad(sum(losses[:m_count]), reps, retain_graph=True, allow_unused=True)
-    fused = torch.autograd.grad(losses[m_count], reps, retain_graph=True, allow_unused=True)
+    if fused_reps is not None:
+        grads = torch.autograd.grad(sum(losses), [*reps, *fused_reps], allow_unused=True)
+        own, fused = grads[:m_count], grads[m_count:]
+    else:
+        own = torch.autograd.grad(sum(losses[:m_count]), reps, retain_graph=True,
+                                  allow_unused=True)
+        fused = torch.autograd.grad(losses[m_count], reps, retain_graph=True, allow_unused=True)
     zero = [torch.zeros_like(z) for z in reps]
     return ([z if g is None else g for g, z in zip(own, zero, strict=True)],
             [z if h is None else h for h, z in zip(fused, zero, strict=True)])
@@ -304,6 +317,9 @@ class Balancer(ABC):
     """
 
     name: str = ""
+    #: True when the strategy's result carries the representation gradients (then the method
+    #: may compute the alignment on detached copies and inject them)
+    uses_representation_gradients = False
 
     def __init__(self, normalization: str = "none") -> None:
         check_normalization(normalization)
@@ -344,10 +360,13 @@ class _GramBalancer(Balancer):
     @abstractmethod
     def solve(q: np.ndarray) -> np.ndarray: ...
 
+    #: the strategy's Q comes from representation gradients, which it keeps in its result
+    uses_representation_gradients = True
+
     def gradients(self, problem: AlignmentProblem):
         """The representation gradients (kept in the result), or None for a Q of another
         kind."""
-        return representation_gradients(problem.losses, problem.reps)
+        return representation_gradients(problem.losses, problem.reps, problem.fused_reps)
 
     def gram(self, problem: AlignmentProblem, gradients) -> np.ndarray:
         return gram_from_gradients(*gradients)
@@ -386,6 +405,8 @@ class ParameterMGDABalancer(_GramBalancer):
 
     name = "mgda_params"
     solve = staticmethod(solve_min_norm_exact)
+
+    uses_representation_gradients = False
 
     def gradients(self, problem: AlignmentProblem):
         return None

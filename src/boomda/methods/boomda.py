@@ -14,6 +14,8 @@ Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl``
 
 from __future__ import annotations
 
+import torch
+
 from boomda.balance import AlignmentProblem, make_balancer
 from boomda.config import TrainConfig
 from boomda.losses import alignment_loss, pseudo_label_loss, vote_pseudo_labels
@@ -53,13 +55,24 @@ class BoomdaMethod(Method):
         if self.use_ca:
             names = self.net.modalities + ["fused"]
             form = cfg.ca_form
-            losses = [alignment_loss(z[:n], z[n:], form) for z in out.reps]
-            losses.append(alignment_loss(out.fused[:n], out.fused[n:], form))
-            balance = self.balancer(
-                AlignmentProblem(losses, out.reps, self.net.encoder_parameters())
-            )
+            inject = self.inject_gradients and self.balancer.uses_representation_gradients
+            if inject:
+                # the alignment on detached copies of Z_1..Z_M: one autograd call gives every
+                # objective's representation gradient, and they reach the encoders injected
+                own = [z.detach().requires_grad_() for z in out.reps]
+                joint = [z.detach().requires_grad_() for z in out.reps]
+                fused = torch.cat(joint, dim=1)
+                problem = AlignmentProblem([alignment_loss(z[:n], z[n:], form) for z in own]
+                                           + [alignment_loss(fused[:n], fused[n:], form)],
+                                           own, None, joint)
+            else:
+                problem = AlignmentProblem(
+                    [alignment_loss(z[:n], z[n:], form) for z in out.reps]
+                    + [alignment_loss(out.fused[:n], out.fused[n:], form)],
+                    out.reps, self.net.encoder_parameters())
+            losses = problem.losses
+            balance = self.balancer(problem)
             gamma = balance.gamma.tolist()
-            inject = self.inject_gradients and balance.gradients is not None
             for name, loss, g in zip(names, losses, gamma, strict=True):
                 # with the representation gradients known, the weighted alignment enters the
                 # backward pass as gradients at Z_1..Z_M: its graph is not traversed again
