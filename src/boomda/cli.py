@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
                               f"apply")
         result = resume_experiment(args.resume, progress=not args.no_progress)
-        print(f"resumed at step {result.results['resumed_at_step']}")
+        print(f"resumed at step {result.summary.resumed_at_step}")
     else:
         config = build_config(args)
         result = run_experiment(config, progress=not args.no_progress, overwrite=args.overwrite)
@@ -196,27 +196,27 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(result) -> str:
-    r = result.results
+    r = result.summary
     lines = [
         f"run folder      {result.folder}",
-        f"method          {r['method']}"
-        + (f" ({r['gamma_solver']})" if r["final_gamma"] is not None else "")
-        + f", modalities {'+'.join(r['modalities'])}, seed {r['seed']}",
-        f"target          weighted F1 {r['target']['weighted_f1']:.2f}   "
-        f"accuracy {r['target']['accuracy']:.2f}   (n={r['target']['n']})",
+        f"method          {r.method}"
+        + (f" ({r.gamma_solver})" if r.final_gamma is not None else "")
+        + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
+        f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
+        f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})",
     ]
-    if r["source_holdout"] is not None:
-        lines.append(f"source held-out weighted F1 {r['source_holdout']['weighted_f1']:.2f}   "
-                     f"accuracy {r['source_holdout']['accuracy']:.2f}   "
-                     f"(n={r['source_holdout']['n']})")
-    if r["final_gamma"] is not None:
+    if r.source_holdout is not None:
+        lines.append(f"source held-out weighted F1 {r.source_holdout['weighted_f1']:.2f}   "
+                     f"accuracy {r.source_holdout['accuracy']:.2f}   "
+                     f"(n={r.source_holdout['n']})")
+    if r.final_gamma is not None:
         lines.append("final gamma     " + "  ".join(f"{k}={v:.3f}"
-                                                    for k, v in r["final_gamma"].items()))
-    if r.get("validators"):
+                                                    for k, v in r.final_gamma.items()))
+    if r.validators:
         lines.append("label-free      " + "  ".join(
-            f"{k}={v:.3f}" if v is not None else f"{k}=–" for k, v in r["validators"].items())
+            f"{k}={v:.3f}" if v is not None else f"{k}=–" for k, v in r.validators.items())
             + "   (validators, higher is better)")
-    raw = r.get("raw")
+    raw = r.raw
     if raw is not None:
         skipped = raw["skipped_missing"] + raw["skipped_unreadable"]
         cache = raw["cache"]
@@ -224,7 +224,7 @@ def _summary(result) -> str:
                      + ("no frozen-state cache" if cache is None else
                         f"frozen-state cache {cache['dir']}: {cache['hits']} read, "
                         f"{cache['misses']} computed"))
-    lines.append(f"time            {r['train_seconds']:.1f} s for {r['steps']} steps")
+    lines.append(f"time            {r.train_seconds:.1f} s for {r.steps} steps")
     return "\n".join(lines)
 
 

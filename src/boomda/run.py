@@ -127,9 +127,13 @@ def environment() -> dict:
 
 @dataclass
 class RunResult:
+    """A finished run: its folder, its results (``summary``; ``results`` is the same as the
+    JSON object of ``results.json``) and the trained model."""
+
     folder: Path
     results: dict
     adapter: DomainAdapter
+    summary: rundir.RunResults | None = None
 
 
 def default_run_name(config: RunConfig) -> str:
@@ -293,40 +297,40 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
     last = adapter.history[-1]
     from boomda.select import score_model
 
-    results = {
-        "run": identity,
-        "method": config.train.method,
-        "gamma_solver": config.train.gamma_solver,
-        "gamma_normalization": config.train.gamma_normalization,
-        "ca_form": config.train.ca_form,
-        **config.tags,
-        "modalities": list(pair.modalities),
-        "seed": config.train.seed,
-        "target": adapter.evaluate(pair.target, "target"),
-        "source_holdout": (adapter.evaluate(pair.source_holdout, "source_holdout")
-                           if pair.source_holdout is not None and len(pair.source_holdout)
-                           else None),
-        "final_gamma": (dict(zip(list(pair.modalities) + ["fused"], last.gamma, strict=True))
-                        if last.gamma is not None else None),
+    results = rundir.RunResults(
+        run=identity,
+        method=config.train.method,
+        gamma_solver=config.train.gamma_solver,
+        gamma_normalization=config.train.gamma_normalization,
+        ca_form=config.train.ca_form,
+        tags=dict(config.tags),
+        modalities=list(pair.modalities),
+        seed=config.train.seed,
+        target=adapter.evaluate(pair.target, "target"),
+        source_holdout=(adapter.evaluate(pair.source_holdout, "source_holdout")
+                        if pair.source_holdout is not None and len(pair.source_holdout)
+                        else None),
+        final_gamma=(dict(zip(list(pair.modalities) + ["fused"], last.gamma, strict=True))
+                     if last.gamma is not None else None),
         # label-free scores of the trained model (boomda.select): source labels and unlabelled
         # target data only
-        "validators": {k: (v if math.isfinite(v) else None)
-                       for k, v in score_model(adapter, pair).items()},
-        "raw": ({k: pair.info[k] for k in ("n_utterances", "skipped_missing",
-                                           "skipped_unreadable", "cache")}
-                if config.raw is not None else None),
-        "steps": len(adapter.history),
-        "resumed_at_step": int(resume["step"]) if resume is not None else None,
-        "train_seconds": train_seconds,
-        "seconds_per_step": train_seconds / max(1, len(adapter.history)),
-    }
+        validators={k: (v if math.isfinite(v) else None)
+                    for k, v in score_model(adapter, pair).items()},
+        raw=({k: pair.info[k] for k in ("n_utterances", "skipped_missing", "skipped_unreadable",
+                                        "cache")}
+             if config.raw is not None else None),
+        steps=len(adapter.history),
+        resumed_at_step=int(resume["step"]) if resume is not None else None,
+        train_seconds=train_seconds,
+        seconds_per_step=train_seconds / max(1, len(adapter.history)),
+    )
     if config.raw is not None:
         adapter.metadata = {"classes": pair.info["classes"], "raw": dataclasses.asdict(config.raw)}
     adapter.save(folder / rundir.MODEL)
-    results["wall_seconds"] = time.perf_counter() - wall_start
-    atomic_write_text(folder / rundir.RESULTS, json.dumps(results, indent=2) + "\n")
+    results.wall_seconds = time.perf_counter() - wall_start
+    results.write(folder)
     checkpoint_file.unlink(missing_ok=True)
-    return RunResult(folder, results, adapter)
+    return RunResult(folder, results.to_dict(), adapter, results)
 
 
 def _metric_lines(path: Path) -> list[str]:

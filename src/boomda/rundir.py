@@ -6,7 +6,8 @@ A run folder holds
 - ``metrics.jsonl``: one line per step (``metrics.jsonl.partial`` while training);
 - ``checkpoint.pt``: the training state, written atomically every ``checkpoint_every`` epochs
   while the run is unfinished (``boomda run --resume``), removed once the run is done;
-- ``model.pt`` and ``results.json``, written last; ``results.json`` repeats the identity.
+- ``model.pt`` and ``results.json`` (:class:`RunResults`), written last; ``results.json``
+  repeats the identity.
 
 A run's identity is a random id, given when its folder is created, and the fingerprint of the
 config it was asked to run (:func:`config_fingerprint`). A folder is *done* only when
@@ -21,6 +22,7 @@ import json
 import secrets
 import shutil
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,70 @@ def create_run_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
         raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
                           f"name): {exc.strerror or exc}") from None
     return folder
+
+
+@dataclass
+class RunResults:
+    """``results.json``: what a finished run measured, and which run it was (``run``).
+
+    Scores are weighted F1 and accuracy x 100 with the sample count (``target``,
+    ``source_holdout``); ``final_gamma`` maps each objective (modalities, then ``fused``) to its
+    last balancing weight; ``validators`` holds the label-free scores (``boomda.select``; None
+    where not finite); ``tags`` are a grid's labels (``task``, ``point``), written at the top
+    level of the file. Timings in seconds.
+    """
+
+    run: dict[str, str]
+    method: str
+    gamma_solver: str
+    gamma_normalization: str
+    ca_form: str
+    modalities: list[str]
+    seed: int
+    target: dict[str, float]
+    source_holdout: dict[str, float] | None
+    final_gamma: dict[str, float] | None
+    validators: dict[str, float | None]
+    raw: dict[str, Any] | None
+    steps: int
+    resumed_at_step: int | None
+    train_seconds: float
+    seconds_per_step: float
+    wall_seconds: float = 0.0
+    tags: dict[str, str] = field(default_factory=dict)
+
+    #: the tags a grid gives its cells (see :attr:`tags`)
+    TAGS = ("task", "point")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's JSON object: the fields in order, the tags after ``ca_form``."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tags"}
+        head = list(d)[:list(d).index("ca_form") + 1]
+        return {**{k: d[k] for k in head}, **self.tags,
+                **{k: v for k, v in d.items() if k not in head}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResults:
+        """The results in a ``results.json`` object; a field the file lacks (one written by an
+        older boomda, or by hand) is None."""
+        return cls(**{f.name: d.get(f.name) for f in fields(cls) if f.name != "tags"},
+                   tags={k: str(d[k]) for k in cls.TAGS if k in d})
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``results.json`` in ``folder`` atomically."""
+        from boomda.atomic import atomic_write_text
+
+        return atomic_write_text(Path(folder) / RESULTS,
+                                 json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: str | Path) -> RunResults:
+        """Read ``results.json`` of ``folder``; one-line :class:`BoomdaError` if it cannot."""
+        path = Path(folder) / RESULTS
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BoomdaError(f"{path}: cannot read as JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise BoomdaError(f"{path}: expected a JSON object")
+        return cls.from_dict(value)

@@ -154,16 +154,17 @@ def read_run(folder: str | Path) -> RunRecord:
         tags = record.config.get("tags") or {}
         record.task, record.point = tags.get("task"), tags.get("point", "")
     if status == rundir.DONE:
-        results = record.results = _read_json(folder / rundir.RESULTS)
+        results = rundir.RunResults.read(folder)
+        record.results = results.to_dict()
         record.status = DONE
-        record.method = results.get("method", record.method)
-        record.modalities = tuple(results.get("modalities") or record.modalities)
-        record.seed = results.get("seed", record.seed)
-        target, source = results.get("target") or {}, results.get("source_holdout") or {}
+        record.method = results.method
+        record.modalities = tuple(results.modalities or record.modalities)
+        record.seed = results.seed
+        target, source = results.target or {}, results.source_holdout or {}
         record.target_f1, record.target_accuracy = target.get("weighted_f1"), target.get("accuracy")
         record.source_f1 = source.get("weighted_f1")
-        record.wall_seconds = results.get("wall_seconds")
-        record.validators = results.get("validators") or {}
+        record.wall_seconds = results.wall_seconds
+        record.validators = results.validators or {}
     elif status == rundir.STALE:
         record.status, record.error = FAILED, _stale_reason(folder, record.config)
     elif status == rundir.FAILED:
