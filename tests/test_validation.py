@@ -228,3 +228,29 @@ def test_non_finite_loss_is_a_one_line_training_error(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "the loss became non-finite" in err and "Traceback" not in err
     assert issubclass(TrainingError, FloatingPointError)
+
+
+def test_one_builder_checks_keys_and_coerces_by_annotation():
+    """Every config section, method options, estimator keywords and shift parameters go
+    through config.assign / check_keys: values are coerced to the field's annotation (an
+    optional field keeps None), and an unknown key is one error naming where it was."""
+    from boomda.config import DataConfig, assign, check_keys, coerce_to
+
+    data = assign(DataConfig(), {"split_seed": "7", "holdout": "0.25"}, "data")
+    assert (data.split_seed, data.holdout) == (7, 0.25)
+    assert assign(DataConfig(), {"split_seed": None}, "data").split_seed is None
+    train = assign(TrainConfig(), {"betas": "0.8,0.95", "epochs": 3.0}, "train")
+    assert train.betas == (0.8, 0.95) and train.epochs == 3
+    assert coerce_to("yes", bool, "x") is True and coerce_to(["a", 1], list[str], "x") == ["a", "1"]
+    with pytest.raises(ConfigError, match=r"^train: unknown option 'epoch'; allowed: method"):
+        assign(TrainConfig(), {"epoch": 3}, "train")
+    with pytest.raises(ConfigError, match=r"^data.split_seed: cannot read 'x' as int"):
+        assign(DataConfig(), {"split_seed": "x"}, "data")
+    with pytest.raises(ConfigError, match=r"^unknown option 'nope'; allowed: a, b$"):
+        check_keys({"nope": 1}, ["a", "b"], "")
+    with pytest.raises(ConfigError, match="unknown option 'bogus'"):
+        DomainAdapter(bogus=1)
+    with pytest.raises(ConfigError, match="shift 'noise': unknown parameter 'db'; allowed: snr"):
+        from boomda.data.shifts import parse_shift
+
+        parse_shift("noise:db=3")

@@ -59,7 +59,7 @@ from typing import Any
 import yaml
 
 from boomda import rundir
-from boomda.config import RunConfig, coerce, load_yaml_mapping
+from boomda.config import RunConfig, check_keys, coerce, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError, TrainingError
 
 try:
@@ -116,11 +116,7 @@ class GridSpec:
     def from_dict(cls, raw: Mapping[str, Any], where: str = "grid") -> GridSpec:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: expected a mapping at the top level")
-        allowed = set(cls.__dataclass_fields__)
-        unknown = set(raw) - allowed
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
-                              f"{', '.join(sorted(allowed))}")
+        check_keys(raw, sorted(cls.__dataclass_fields__), where, "key")
         spec = cls(**{k: copy.deepcopy(v) for k, v in raw.items()})
         spec.validate(where)
         return spec

@@ -11,7 +11,8 @@ default budget here is fixed and the last model is evaluated.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -277,14 +278,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> RunConfig:
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: "
-                              f"{', '.join(f.name for f in fields(cls))}")
+        check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
         given = raw.get("data") or {}
-        if data.split_seed is not None:
-            data.split_seed = coerce(data.split_seed, 0, f"{where}.data.split_seed")
         if data.dataset != "mfeat":
             # the embedded data's default views and shifts do not apply to another data set
             if "modalities" not in given:
@@ -292,8 +288,6 @@ class RunConfig:
             if "shifts" not in given:
                 data.shifts = {}
         train = _build(TrainConfig, raw.get("train") or {}, f"{where}.train")
-        if isinstance(train.betas, list):
-            train.betas = tuple(train.betas)
         raw_data = None
         if raw.get("raw") is not None:
             raw_data = _build(RawDataConfig, raw["raw"], f"{where}.raw")
@@ -301,7 +295,7 @@ class RunConfig:
         tags = raw.get("tags") or {}
         if not isinstance(tags, Mapping):
             raise ConfigError(f"{where}.tags: expected a mapping")
-        every = coerce(raw.get("checkpoint_every", 1), 1, f"{where}.checkpoint_every")
+        every = coerce_to(raw.get("checkpoint_every", 1), int, f"{where}.checkpoint_every")
         _check(every >= 0, f"{where}.checkpoint_every", "must be 0 (never) or a number of "
                "epochs", every)
         return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data,
@@ -333,19 +327,55 @@ def _check(ok: bool, name: str, message: str, value: Any) -> None:
         raise ConfigError(f"option {name} {message}, got {value!r}")
 
 
-def _build(cls: type, raw: Mapping[str, Any], where: str):
+def check_keys(raw: Mapping[str, Any], allowed: Sequence[str], where: str, what: str = "option",
+               message: Callable[[str], str] | None = None) -> None:
+    """The one check of unknown keys: a :class:`ConfigError` for the first key of ``raw`` (in
+    sorted order) that is not in ``allowed``, ``"{where}: unknown {what} 'k'; allowed: ..."``
+    (or ``message(k)``). ``raw`` must be a mapping."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    names = {f.name: f for f in fields(cls)}
-    unknown = set(raw) - set(names)
+    unknown = sorted(set(raw) - set(allowed), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown option {sorted(unknown)[0]!r}; allowed: "
-                          f"{', '.join(names)}")
-    obj = cls()
+        if message is not None:
+            raise ConfigError(message(unknown[0]))
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown {what} {unknown[0]!r}; allowed: "
+                          f"{', '.join(allowed) or 'none'}")
+
+
+def assign(obj: Any, raw: Mapping[str, Any], where: str, what: str = "option",
+           message: Callable[[str], str] | None = None) -> Any:
+    """Set the dataclass ``obj``'s fields from ``raw``: unknown keys are errors
+    (:func:`check_keys`), and each value is coerced to its field's type annotation
+    (:func:`coerce_to`), errors naming ``where.key``. Returns ``obj``."""
+    names = [f.name for f in fields(obj)]
+    check_keys(raw, names, where, what, message)
+    hints = typing.get_type_hints(type(obj))
     for key, value in raw.items():
-        default = getattr(obj, key)
-        setattr(obj, key, coerce(value, default, f"{where}.{key}"))
+        setattr(obj, key, coerce_to(value, hints[key], f"{where}.{key}" if where else key))
     return obj
+
+
+def coerce_to(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce a YAML / command-line value to a field's type annotation: ``int``, ``float``,
+    ``bool``, ``str``, ``tuple[float, ...]``, ``list[str]``, ``dict``, or any of them ``| None``
+    (None stays None); other annotations take the value as it is."""
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        annotation = rest[0] if len(rest) == 1 else Any
+    origin = typing.get_origin(annotation) or annotation
+    sample = {int: 0, float: 0.0, bool: False, str: "", tuple: (0.0,), list: [""],
+              dict: {}}.get(origin)
+    if sample is None:
+        return value
+    return coerce(value, sample, where)
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str):
+    return assign(cls(), raw, where)
 
 
 def coerce(value: Any, default: Any, where: str) -> Any:

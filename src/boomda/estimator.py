@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from boomda.atomic import atomic_write
-from boomda.config import TrainConfig, coerce
+from boomda.config import TrainConfig, assign
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, DataError
@@ -39,12 +39,7 @@ class DomainAdapter:
     """
 
     def __init__(self, config: TrainConfig | None = None, **options) -> None:
-        config = dataclasses.replace(config or TrainConfig())
-        valid = {f.name for f in dataclasses.fields(TrainConfig)}
-        for key, value in options.items():
-            if key not in valid:
-                raise BoomdaError(f"unknown option {key!r}; allowed: {', '.join(sorted(valid))}")
-            setattr(config, key, coerce(value, getattr(config, key), key))
+        config = assign(dataclasses.replace(config or TrainConfig()), options, "")
         config.validate()
         self.config = config
         self.net: MultimodalNet | None = None

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from boomda.config import check_keys
 from boomda.errors import ConfigError
 
 
@@ -183,13 +184,8 @@ def parse_shift(spec: str | Mapping | Shift) -> Shift:
     if kind not in _KINDS:
         raise ConfigError(f"unknown shift kind {kind!r}; choose from {', '.join(_KINDS)}")
     cls = _KINDS[kind]
-    allowed = set(cls.__dataclass_fields__) - {"kind"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise ConfigError(
-            f"shift {kind!r}: unknown parameter {sorted(unknown)[0]!r}; "
-            f"allowed: {', '.join(sorted(allowed)) or 'none'}"
-        )
+    check_keys(params, sorted(set(cls.__dataclass_fields__) - {"kind"}), f"shift {kind!r}",
+               "parameter")
     return cls(**params)
 
 

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from boomda.config import TrainConfig, coerce
-from boomda.errors import ConfigError
+from boomda.config import TrainConfig, assign
 from boomda.losses import information_bottleneck_loss
 from boomda.nn.net import MultimodalNet, NetOutput
 
@@ -121,16 +120,11 @@ class Method(nn.Module):
     @classmethod
     def parse_options(cls, raw: Mapping[str, Any] | None) -> Any:
         """The method's options from a mapping, with defaults; raises on an unknown key."""
-        raw = dict(raw or {})
         options = cls.Options()
         allowed = [f.name for f in dataclasses.fields(options)]
-        for key, value in raw.items():
-            if key not in allowed:
-                raise ConfigError(
-                    f"method {cls.name!r} has no option {key!r}; its options: "
-                    f"{', '.join(allowed) or 'none'}"
-                )
-            setattr(options, key, coerce(value, getattr(options, key), f"options.{key}"))
+        assign(options, dict(raw or {}), "options", message=lambda key: (
+            f"method {cls.name!r} has no option {key!r}; its options: "
+            f"{', '.join(allowed) or 'none'}"))
         check = getattr(options, "validate", None)
         if check is not None:
             check()
