@@ -221,3 +221,25 @@ def test_shipped_suite_grids_parse_and_keep_dev_and_test_apart():
                       "grid-suite-select-uniform": 4 * 6 * 3,
                       "grid-suite-dev-forms": 4 * (1 + 2 * 10), "grid-suite-dev-balance":
                       4 * 2 * (2 + 7)}
+
+
+def test_the_summary_is_written_while_the_folder_is_still_locked(tmp_path):
+    """run_grid's on_done (boomda bench's summary and report) runs before the lock is released:
+    a second bench trying the folder then is refused."""
+    from boomda.bench import GridLocked, grid_lock
+
+    raw = _spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]])
+    raw["base"]["train"]["epochs"] = 1
+    spec = GridSpec.from_dict(raw)
+    seen = []
+
+    def done(result):
+        with pytest.raises(GridLocked, match="is in use by boomda bench"):
+            with grid_lock(tmp_path / "g"):
+                pass
+        seen.append(result.done)
+
+    run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False, on_done=done)
+    assert seen == [1]
+    with grid_lock(tmp_path / "g"):  # released afterwards
+        pass

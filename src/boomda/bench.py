@@ -668,6 +668,7 @@ def run_grid(
     progress: bool = True,
     report: bool = True,
     on_cell: Callable[[str, str], None] | None = None,
+    on_done: Callable[[BenchResult], None] | None = None,
 ) -> BenchResult:
     """Run every cell of ``spec`` under ``folder`` that is not done, with ``workers`` processes.
 
@@ -676,6 +677,8 @@ def run_grid(
     folder is locked for the duration (:func:`grid_lock`; :class:`GridLocked` if another bench
     holds it). When a worker process dies the grid stops with :class:`BoomdaError`; SIGINT,
     SIGTERM or SIGHUP stop it with :class:`GridInterrupted`. Rerunning resumes it.
+    ``on_done(result)`` runs at the end while the folder is still locked (``boomda bench``
+    prints its summary and report there), so no other bench writes to it meanwhile.
     """
     folder = Path(folder)
     if workers < 1:
@@ -713,6 +716,8 @@ def run_grid(
                 from boomda.report import write_report
 
                 write_report(folder)
+            if on_done is not None:  # still holding the lock: no other bench writes meanwhile
+                on_done(result)
             return result
         except _Stop as stop:
             name = signal.Signals(stop.signum).name

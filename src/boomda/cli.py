@@ -250,11 +250,14 @@ def _bench(args: argparse.Namespace) -> int:
         spec.base.setdefault("train", {})["epochs"] = args.epochs
     spec.validate("grid")
     folder = args.out or os.path.join("bench", spec.name)
+
+    def summarise(result) -> None:  # while the grid folder is still locked
+        print(f"grid {spec.name}: {result.done} of {len(spec.cells())} cells done, "
+              f"{result.failed} failed this time, {result.ran} run in {result.seconds:.0f} s")
+        main_report(str(result.folder), None, args.select or DEFAULT_VALIDATOR)
+
     result = run_grid(spec, folder, workers=args.workers, threads=args.threads,
-                      progress=not args.no_progress, report=False)
-    print(f"grid {spec.name}: {result.done} of {len(spec.cells())} cells done, "
-          f"{result.failed} failed this time, {result.ran} run in {result.seconds:.0f} s")
-    main_report(str(result.folder), None, args.select or DEFAULT_VALIDATOR)
+                      progress=not args.no_progress, report=False, on_done=summarise)
     return 0 if result.failed == 0 else 1
 
 
