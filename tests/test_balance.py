@@ -352,4 +352,8 @@ def test_unknown_normalisation_is_named():
     from boomda.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gamma_normalization 'l3'"):
-        make_balancer("closed_form", "l3")
+        make_balancer("closed_form", normalization="l3")
+    with pytest.raises(ConfigError, match="gamma solver 'exact': unknown option 'tol'; allowed: "
+                                          "normalization"):
+        make_balancer("exact", tol=1e-3)
+    assert make_balancer("imtl", normalization="loss").normalization == "loss"

@@ -27,13 +27,16 @@ The strategies below are interchangeable: each maps an :class:`AlignmentProblem`
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from boomda.config import check_keys
 from boomda.errors import ConfigError
 
 #: a diagonal entry of Q at or below this fraction of the largest one counts as a zero gradient
@@ -424,9 +427,14 @@ BALANCERS: dict[str, type[Balancer]] = {
 }
 
 
-def make_balancer(name: str, normalization: str = "none") -> Balancer:
-    """The balancing strategy called ``name`` (closed_form, exact, imtl, uniform, mgda_params),
-    with gradients normalised by ``normalization`` (none, l2, loss, loss+)."""
+def make_balancer(name: str, **options: Any) -> Balancer:
+    """The balancing strategy called ``name`` (closed_form, exact, imtl, uniform, mgda_params,
+    or any registered in :data:`BALANCERS`), built with its ``options``: for the built-in ones,
+    ``normalization`` (none, l2, loss, loss+), the gradient normalisation before solving. An
+    option the strategy does not take is an error naming it."""
     if name not in BALANCERS:
         raise ConfigError(f"unknown gamma solver {name!r}; choose from {', '.join(BALANCERS)}")
-    return BALANCERS[name](normalization)
+    cls = BALANCERS[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    check_keys(options, accepted, f"gamma solver {name!r}")
+    return cls(**options)

@@ -40,7 +40,7 @@ class BoomdaMethod(Method):
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
         self.balancer = make_balancer(self.fixed_solver or config.gamma_solver,
-                                      config.gamma_normalization)
+                                      normalization=config.gamma_normalization)
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         cfg = self.config
