@@ -501,19 +501,11 @@ def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     torch.set_num_threads(threads)
 
 
-def _config_fingerprint_of(folder: Path) -> str | None:
-    try:
-        value = yaml.safe_load((folder / rundir.CONFIG).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    run = value.get("run") if isinstance(value, dict) else None
-    return run.get("config_fingerprint") if isinstance(run, dict) else None
-
-
 def _resumable(path: Path, fingerprint: str) -> bool:
     return (rundir.run_status(path, fingerprint) == rundir.UNFINISHED
             and (path / rundir.CHECKPOINT).is_file()
-            and _config_fingerprint_of(path) == fingerprint)
+            and (rundir.run_identity(path / rundir.CONFIG) or {}).get("config_fingerprint")
+            == fingerprint)
 
 
 def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]:
@@ -685,18 +677,18 @@ def run_grid(
         raise ConfigError(f"option workers must be at least 1, got {workers}")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     cells = spec.cells()
+    runs = folder / "runs"
+    # each cell's payload and config fingerprint, computed once
+    prepared = {cell.id: cell_payload(cell, runs) for cell in cells}
+    fingerprints = {cid: fp for cid, (_, fp) in prepared.items()}
     with grid_lock(folder), _stop_on_signals():
-        runs = folder / "runs"
         start = time.perf_counter()
         failed = ran = 0
         try:
             prepare_folder(spec, folder)
             runs.mkdir(exist_ok=True)
-            payloads = []
-            for cell in cells:
-                config_dict, fingerprint = cell_payload(cell, runs)
-                if cell_status(runs / cell.id, fingerprint) != rundir.DONE:
-                    payloads.append((cell.id, config_dict))
+            payloads = [(cid, config_dict) for cid, (config_dict, fp) in prepared.items()
+                        if cell_status(runs / cid, fp) != rundir.DONE]
             ran = len(payloads)
             bar = None
             if progress:
@@ -710,7 +702,7 @@ def run_grid(
             finally:
                 if bar is not None:
                     bar.close()
-            done = _count_done(cells, runs)
+            done = _count_done(fingerprints, runs)
             result = BenchResult(folder, done, failed, ran, time.perf_counter() - start)
             if report:
                 from boomda.report import write_report
@@ -721,7 +713,7 @@ def run_grid(
             return result
         except _Stop as stop:
             name = signal.Signals(stop.signum).name
-            done = _count_done(cells, runs)
+            done = _count_done(fingerprints, runs)
             raise GridInterrupted(
                 f"grid {spec.name} stopped by {name}: {done} of {len(cells)} cells done; the "
                 f"running cells were stopped and no further cell started. Run the same "
@@ -729,8 +721,9 @@ def run_grid(
             ) from None
 
 
-def _count_done(cells: list[Cell], runs: Path) -> int:
-    return sum(cell_status(runs / c.id, cell_payload(c, runs)[1]) == rundir.DONE for c in cells)
+def _count_done(fingerprints: Mapping[str, str], runs: Path) -> int:
+    """The cells (id -> config fingerprint) whose run folder under ``runs`` is done."""
+    return sum(cell_status(runs / cid, fp) == rundir.DONE for cid, fp in fingerprints.items())
 
 
 def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> int:

@@ -226,7 +226,7 @@ def resume_experiment(
         raise BoomdaError(f"--resume {folder}: no {rundir.CHECKPOINT}; the run stopped before "
                           f"its first checkpoint (or was started with checkpoint_every: 0). "
                           f"Start it again with --overwrite")
-    resolved = _read_config_yaml(folder / rundir.CONFIG)
+    resolved = rundir.read_yaml_mapping(folder / rundir.CONFIG)
     identity = resolved.pop("run", None)
     if not isinstance(identity, dict) or "id" not in identity:
         raise BoomdaError(f"{folder / rundir.CONFIG}: has no run identity; cannot resume")
@@ -252,16 +252,6 @@ def resume_experiment(
     pair, encoders = _prepare(config, progress)
     return _train(config, pair, encoders, folder, identity, state, progress, on_step,
                   wall_start)
-
-
-def _read_config_yaml(path: Path) -> dict:
-    try:
-        value = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BoomdaError(f"{path}: cannot read as YAML ({exc})") from None
-    if not isinstance(value, dict):
-        raise BoomdaError(f"{path}: expected a mapping at the top level")
-    return value
 
 
 def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity: dict,

@@ -69,20 +69,43 @@ def identity(run_id: str, fingerprint: str, name: str) -> dict[str, str]:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _read_run_section(path: Path) -> dict | None:
-    """The ``run`` identity section of config.yaml or results.json, None if absent/unreadable."""
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in ``path`` (``results.json``); one-line :class:`BoomdaError` if the file
+    cannot be read or holds something else."""
+    path = Path(path)
     try:
-        if path.suffix == ".json":
-            value = json.loads(path.read_text())
-        else:
-            import yaml
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BoomdaError(f"{path}: cannot read as JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BoomdaError(f"{path}: expected a JSON object")
+    return value
 
-            value = yaml.safe_load(path.read_text())
-    except (OSError, ValueError):
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The top-level mapping in the YAML file ``path`` (``config.yaml``); one-line
+    :class:`BoomdaError` if the file cannot be read or holds something else."""
+    import yaml
+
+    path = Path(path)
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BoomdaError(f"{path}: cannot read as YAML ({exc})") from None
+    if not isinstance(value, dict):
+        raise BoomdaError(f"{path}: expected a mapping at the top level")
+    return value
+
+
+def run_identity(path: str | Path) -> dict | None:
+    """The ``run`` identity section of a ``config.yaml`` or ``results.json``; None if the file
+    is absent, unreadable or has none."""
+    read = read_json_object if Path(path).suffix == ".json" else read_yaml_mapping
+    try:
+        run = read(path).get("run")
+    except BoomdaError:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("run"), dict):
-        return None
-    return value["run"]
+    return run if isinstance(run, dict) else None
 
 
 def run_status(folder: str | Path, fingerprint: str | None = None) -> str:
@@ -95,8 +118,8 @@ def run_status(folder: str | Path, fingerprint: str | None = None) -> str:
     """
     folder = Path(folder)
     if (folder / RESULTS).is_file():
-        result_id = _read_run_section(folder / RESULTS)
-        config_id = _read_run_section(folder / CONFIG)
+        result_id = run_identity(folder / RESULTS)
+        config_id = run_identity(folder / CONFIG)
         if result_id is None or config_id is None or result_id.get("id") != config_id.get("id"):
             return STALE
         if fingerprint is not None and result_id.get("config_fingerprint") != fingerprint:
@@ -200,11 +223,4 @@ class RunResults:
     @classmethod
     def read(cls, folder: str | Path) -> RunResults:
         """Read ``results.json`` of ``folder``; one-line :class:`BoomdaError` if it cannot."""
-        path = Path(folder) / RESULTS
-        try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise BoomdaError(f"{path}: cannot read as JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise BoomdaError(f"{path}: expected a JSON object")
-        return cls.from_dict(value)
+        return cls.from_dict(read_json_object(Path(folder) / RESULTS))

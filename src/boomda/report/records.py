@@ -14,13 +14,10 @@ so that such runs are never averaged together (:func:`collect_runs`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from boomda import rundir
 from boomda.errors import BoomdaError
@@ -96,24 +93,9 @@ class RunRecord:
         return f"`{self.cell_id}`" + (f" ({', '.join(known)})" if known else "")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BoomdaError(f"{path}: cannot read as JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise BoomdaError(f"{path}: expected a JSON object")
-    return value
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        value = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BoomdaError(f"{path}: cannot read as YAML ({exc})") from None
-    if not isinstance(value, dict):
-        raise BoomdaError(f"{path}: expected a mapping at the top level")
-    return value
+#: run-folder files as JSON / YAML, one-line errors (:mod:`boomda.rundir`)
+_read_json = rundir.read_json_object
+_read_yaml = rundir.read_yaml_mapping
 
 
 def _stale_reason(folder: Path, config: dict) -> str:
