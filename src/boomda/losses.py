@@ -26,9 +26,8 @@ def _check_batch(z: torch.Tensor, what: str) -> None:
 
 def covariance(z: torch.Tensor) -> torch.Tensor:
     """Unbiased covariance of the rows of ``z``: ``(z - mean)^T (z - mean) / (B - 1)``, (d, d)."""
-    _check_batch(z, "covariance")
-    centred = z - z.mean(dim=0, keepdim=True)
-    return centred.T @ centred / (z.shape[0] - 1)
+    a = _covariance_factor(z)
+    return a.T @ a
 
 
 def diag_log_det(z: torch.Tensor, eps: float = LOGDET_EPS) -> torch.Tensor:
