@@ -67,8 +67,6 @@ try:
 except ImportError:  # Windows: grid_lock falls back to an exclusively created pid file
     fcntl = None  # type: ignore[assignment]
 
-RESULTS = rundir.RESULTS
-ERROR = rundir.ERROR
 #: the lock file of a grid folder
 LOCK = ".lock"
 
@@ -543,7 +541,7 @@ def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]
             atomic_write_text(path / rundir.CONFIG,
                               yaml.safe_dump(config_dict, sort_keys=False))
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        atomic_write_text(path / ERROR, message + "\n\n" + traceback.format_exc())
+        atomic_write_text(path / rundir.ERROR, message + "\n\n" + traceback.format_exc())
         return path.name, "failed", time.perf_counter() - start
 
 
