@@ -12,7 +12,6 @@ paper's (Sun et al., AAAI 2026, Sec. 4; docs/raw.md, "Corruptions of the target 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +55,7 @@ class SignalPipeline:
     def __init__(self, name: str, spec: RawModalityConfig, raw: RawDataConfig,
                  cache: FrozenCache | None, device: torch.device) -> None:
         from boomda.nn.backbones import PretrainedBackbone
+        from boomda.nn.hub import resolve_backbone
 
         if spec.signal != self.signal:
             raise ConfigError(f"raw.modalities.{name}: a {type(self).__name__} reads "
@@ -64,14 +64,16 @@ class SignalPipeline:
         self.where = f"raw.modalities.{name}"
         self.corruption = parse_corruption(spec.corruption, spec.signal,
                                            f"{self.where}.corruption")
-        folder = os.path.expanduser(spec.backbone)
-        if os.path.isdir(folder):  # an absolute path, so a saved model finds it from anywhere
-            folder = os.path.abspath(folder)
         try:
+            #: where the weights came from: the folder, or the hub id and its cached revision
+            self.resolved = resolve_backbone(spec.backbone, allow_download=raw.allow_download)
+            folder = self.resolved.folder
             self.backbone = PretrainedBackbone.from_pretrained(
                 folder, self.backbone_kind, spec.trainable_layers)
         except ConfigError as error:
             raise ConfigError(f"{self.where}.backbone: {error}") from None
+        #: SHA-256 of the whole model as loaded (which weights the run started from)
+        self.weights_fingerprint = self.backbone.weights_fingerprint()
         self.backbone.to(device).eval()
         self.sequence = spec.encoder or None
         self.device = device
@@ -81,6 +83,15 @@ class SignalPipeline:
         self.tokenizer = None
         self.configure(spec, raw, folder, _read_preprocessor(folder))
         self.fingerprint = self.backbone.fingerprint()
+
+    def backbone_record(self) -> dict[str, Any]:
+        """Which weights this modality uses, for the run folder: the backbone as given, the hub
+        id and the commit of its cached snapshot (``"local"`` for a folder), the folder loaded,
+        the SHA-256 of all the weights as loaded (``weights_fingerprint``), the fingerprint of
+        the frozen part (16 hex digits, the cache's key) and k."""
+        return {**self.resolved.record(), "weights_fingerprint": self.weights_fingerprint,
+                "fingerprint": self.fingerprint[:16],
+                "trainable_layers": self.backbone.trainable_layers}
 
     # -- per signal ------------------------------------------------------------------------
     def configure(self, spec: RawModalityConfig, raw: RawDataConfig, folder: str,

@@ -2,7 +2,8 @@
 
 The paper (Sun et al., AAAI 2026, Sec. 4) encodes audio with WavLM, frames with APViT and text
 with BERT-base, fine-tuning the last 3 layers of each and freezing the rest. Here a backbone is a
-``transformers`` model loaded from a local folder (never downloaded): a speech model of the
+``transformers`` model loaded from a local folder (a hub model id is fetched into the Hugging Face
+cache and resolved to its snapshot folder first, :mod:`boomda.nn.hub`): a speech model of the
 WavLM / wav2vec2 / HuBERT families, a BERT-family text model, or ViT applied to every frame
 (APViT is not in ``transformers``).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Container
 from typing import Any, NamedTuple
 
 import torch
@@ -138,6 +140,8 @@ class PretrainedBackbone(nn.Module):
     ) -> PretrainedBackbone:
         """Load with ``AutoModel.from_pretrained(path_or_name, local_files_only=True)``: a local
         folder (``config.json`` and weights) or a model already in the local Hugging Face cache.
+        A hub model id is fetched first by :func:`boomda.nn.hub.resolve_backbone`, which gives
+        the folder to load.
         """
         transformers = _transformers()
         bars = transformers.utils.logging.is_progress_bar_enabled()
@@ -146,8 +150,8 @@ class PretrainedBackbone(nn.Module):
             model = transformers.AutoModel.from_pretrained(path_or_name, local_files_only=True)
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot load the backbone {path_or_name!r} from local files "
-                              f"(boomda never downloads weights; pass a folder holding "
-                              f"config.json and the weights): {error}") from None
+                              f"(a folder holding config.json and the weights): {error}") \
+                from None
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
@@ -255,11 +259,19 @@ class PretrainedBackbone(nn.Module):
         digest.update(json.dumps([self.family, self.split, config], sort_keys=True,
                                  default=str).encode())
         trainable = {id(p) for p in self.layers[self.split :].parameters()}
-        for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]:
-            if id(tensor) in trainable:
-                continue
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_tensors(digest, self.model, skip=trainable)
+        return digest.hexdigest()
+
+    def weights_fingerprint(self) -> str:
+        """SHA-256 of the whole model: its model type, config and the values of every parameter
+        and buffer, trainable or not. Computed on the weights as loaded, it names exactly which
+        weights a run started from, whatever folder or hub revision they came from."""
+        digest = hashlib.sha256()
+        config = {k: v for k, v in self.model.config.to_dict().items()
+                  if k not in ("_name_or_path", "transformers_version")}  # not the model's
+        digest.update(json.dumps([getattr(self.model.config, "model_type", ""), config],
+                                 sort_keys=True, default=str).encode())
+        _hash_tensors(digest, self.model)
         return digest.hexdigest()
 
     def _run_frozen(self, **inputs: torch.Tensor | None) -> torch.Tensor:
@@ -310,6 +322,16 @@ class PretrainedBackbone(nn.Module):
         if self.family == "wav2vec2" and config.do_stable_layer_norm:
             h = self.model.encoder.layer_norm(h)
         return h
+
+
+def _hash_tensors(digest: Any, model: nn.Module, skip: Container[int] = ()) -> None:
+    """Feed the name and bytes of every parameter and buffer of ``model`` (those whose ``id`` is
+    not in ``skip``) to ``digest``."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if id(tensor) in skip:
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def _first(output: torch.Tensor | tuple) -> torch.Tensor:
