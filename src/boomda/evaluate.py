@@ -90,10 +90,15 @@ def evaluate(net, data: MultimodalData, device: torch.device, name: str = "data"
     if data.labels is None:
         raise DataError(f"{name}: labels are needed to evaluate")
     pred = predict_logits(net, data, device).argmax(axis=1)
-    counts = np.bincount(pred, minlength=net.n_classes)
+    return prediction_scores(data.labels, pred, net.n_classes)
+
+
+def prediction_scores(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
+    """What :func:`evaluate` reports for predictions ``pred`` of samples labelled ``labels``."""
+    counts = np.bincount(pred, minlength=n_classes)
     return {
-        "weighted_f1": 100.0 * weighted_f1(data.labels, pred, net.n_classes),
-        "accuracy": 100.0 * accuracy(data.labels, pred),
+        "weighted_f1": 100.0 * weighted_f1(labels, pred, n_classes),
+        "accuracy": 100.0 * accuracy(labels, pred),
         "max_class_share": float(counts.max() / max(1, len(pred))),
-        "n": len(data),
+        "n": len(labels),
     }

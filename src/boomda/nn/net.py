@@ -6,6 +6,14 @@ on Z_{M+1} gives the prediction. Modalities are keyed by name, so any M >= 2 use
 
 A modality's encoder is an MLP on its feature vector by default; raw modalities bring their own
 (a :class:`~boomda.nn.backbone_encoder.BackboneEncoder`). Every encoder maps its input to (B, d).
+
+Modality dropout (ModDrop, Neverova et al., "ModDrop: adaptive multi-modal gesture recognition",
+IEEE TPAMI 2016): in training, with ``modality_dropout`` p > 0, each sample's Z_m is replaced by
+zeros in the fused representation with probability p, independently per modality (a sample whose
+every modality was drawn keeps them all), without rescaling. The per-modality heads and Z_1..Z_M
+themselves are untouched. A fused head so trained predicts from Z_{M+1} with the representation
+of an absent modality set to zeros (:meth:`MultimodalNet.fuse`), as
+:mod:`boomda.partial` does at prediction time.
 """
 
 from __future__ import annotations
@@ -49,8 +57,12 @@ class MultimodalNet(nn.Module):
         hidden: int = 512,
         dropout: float = 0.1,
         encoders: Mapping[str, nn.Module] | None = None,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise DataError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
+        self.modality_dropout = float(modality_dropout)
         encoders = dict(encoders or {})
         if len(dims) < 2:
             raise DataError(f"a multimodal network needs at least 2 modalities, got {list(dims)}")
@@ -91,13 +103,29 @@ class MultimodalNet(nn.Module):
         for m in self.modalities:
             self.encoders[m].fit_standardization(inputs[m])
 
+    def fuse(self, reps: list[torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Z_{M+1}: Z_1..Z_M concatenated; with ``keep`` (B, M) bool, Z_m of row b is replaced by
+        zeros where ``keep[b, m]`` is False."""
+        if keep is None:
+            return torch.cat(reps, dim=1)
+        return torch.cat([z * keep[:, i, None].to(z.dtype) for i, z in enumerate(reps)], dim=1)
+
+    def modality_dropout_mask(self, batch: int, device: torch.device) -> torch.Tensor:
+        """(B, M) bool, False with probability ``modality_dropout`` each, drawn from torch's
+        generator; rows drawn all False are set all True."""
+        keep = torch.rand(batch, len(self.modalities), device=device) >= self.modality_dropout
+        return keep | ~keep.any(dim=1, keepdim=True)
+
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetOutput:
         missing = [m for m in self.modalities if m not in inputs]
         if missing:
             raise DataError(f"input is missing modality {missing[0]!r}; the model expects "
                             f"{self.modalities}")
         reps = [self.encoders[m](inputs[m]) for m in self.modalities]
-        fused = torch.cat(reps, dim=1)
+        keep = None
+        if self.training and self.modality_dropout > 0:
+            keep = self.modality_dropout_mask(reps[0].shape[0], reps[0].device)
+        fused = self.fuse(reps, keep)
         logits = [self.heads[m](z) for m, z in zip(self.modalities, reps, strict=True)]
         logits.append(self.fused_head(fused))
         return NetOutput(reps, fused, logits)

@@ -35,6 +35,7 @@ def read_manifest(
     skip_missing: bool = False,
     modalities: Sequence[str] = MODALITIES,
     labels_required: bool = True,
+    allow_empty: bool = False,
 ) -> RawCorpus:
     """A generic corpus listed in a CSV file with a header row.
 
@@ -43,7 +44,9 @@ def read_manifest(
     Relative paths are relative to the CSV's folder. ``classes`` fixes the class names and their
     order; by default the sorted set of labels in the file. Only the columns of ``modalities``
     are needed. With ``labels_required=False`` (data to predict on, ``classes`` given) the
-    ``label`` column may be absent or empty; such items get label -1.
+    ``label`` column may be absent or empty; such items get label -1. With ``allow_empty``
+    (recordings to predict on), an empty audio, video or text cell leaves that modality absent
+    (``None``) for the row; a row with every one empty is an error.
     """
     csv_path = Path(csv_path)
     mods = check_modalities(modalities)
@@ -93,6 +96,8 @@ def read_manifest(
             if mod not in mods:
                 continue
             cell = (row.get(mod) or "").strip()
+            if not cell and allow_empty:
+                continue
             if not cell:
                 raise DataError(f"{where}: empty {mod} path")
             path = Path(cell) if Path(cell).is_absolute() else base / cell
@@ -107,8 +112,13 @@ def read_manifest(
         text = None
         if "text" in mods:
             text = (row.get("text") or "").strip()
-            if not text:
+            if not text and allow_empty:
+                text = None
+            elif not text:
                 raise DataError(f"{where}: empty text")
+        if allow_empty and all(paths[m] is None for m in ("audio", "video")) and not text:
+            raise DataError(f"{where}: no recording ({', '.join(mods)} all empty); at least one "
+                            f"is needed")
         start = _seconds(row.get("start"), where, "start")
         end = _seconds(row.get("end"), where, "end")
         video = paths["video"]
