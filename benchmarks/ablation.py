@@ -75,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     spec = GridSpec.from_yaml(args.grid)
     if args.alpha2 is not None:
-        spec.base.setdefault("train", {})["alpha2"] = args.alpha2
+        train = spec.base.setdefault("train", {})
+        train["options"] = {**(train.get("options") or {}), "alpha2": args.alpha2}
         spec.name = f"{spec.name}-alpha2-{args.alpha2:g}"
     start = time.perf_counter()
     result = run_grid(spec, args.out, workers=args.workers)

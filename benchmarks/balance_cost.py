@@ -46,8 +46,9 @@ from boomda.balance import (
     solve_min_norm_closed_form,
     solve_min_norm_exact,
 )
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, TrainConfig
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS
 from boomda.losses import alignment_loss
+from boomda.methods import BoomdaOptions
 from boomda.nn.net import MultimodalNet
 
 #: the correlation-alignment form timed (``--ca-form``; docs/benchmarks.md section 3 used coral)
@@ -209,9 +210,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated encoder hidden widths (default 512,2048,4096; "
                              "512 is the TrainConfig default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--ca-form", default=TrainConfig.ca_form,
+    parser.add_argument("--ca-form", default=BoomdaOptions.ca_form,
                         help=f"correlation-alignment form timed (default: the shipped default, "
-                             f"{TrainConfig.ca_form})")
+                             f"{BoomdaOptions.ca_form})")
     parser.add_argument("--repeats", type=int, default=50,
                         help="repetitions of the balancing-call-alone timing")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/balance_cost.md"),

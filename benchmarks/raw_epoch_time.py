@@ -28,6 +28,8 @@ Run from the repository root::
 
     python benchmarks/raw_epoch_time.py                 # about 7 minutes on 2 CPU cores
     python benchmarks/raw_epoch_time.py --utterances 8 --epochs 1 --out bench/smoke   # smoke
+    python benchmarks/raw_epoch_time.py --device cuda --precision bf16 --batch-size 48 \
+        --out bench/bf16                                # bf16 against fp32 on a GPU
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ def run_config(args: argparse.Namespace, manifest: Path, backbones: dict[str, Pa
                 "modalities": modalities, "n_frames": N_FRAMES, "max_seconds": MAX_SECONDS,
                 "cache_dir": str(cache)},
         "train": {"method": "boomda", "epochs": args.epochs, "batch_size": args.batch_size,
-                  "device": args.device, "seed": 0},
+                  "device": args.device, "seed": 0, "precision": args.precision},
         "out": str(args.work / "runs"), "name": name,
     })
 
@@ -369,6 +371,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default 0: torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="training precision (bf16: the network autocast to bfloat16)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"),
                         help="folder of raw_epoch_time.json and .md (default docs/benchmarks)")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from boomda.losses import (
     nuclear_wasserstein_discrepancy,
     probabilistic_contrastive_loss,
 )
-from boomda.methods import BASELINES, METHODS, build_method
+from boomda.methods import BASELINES, METHODS, build_method, check_config
 from boomda.methods.cdan import CDAN
 from boomda.methods.mada import class_weighted_inputs
 from boomda.nn.adversarial import GradientReversal, grl_schedule, reverse_gradient
@@ -219,9 +219,9 @@ def test_daln_reduces_its_prediction_discrepancy():
 def test_every_baseline_is_registered_with_options():
     assert set(BASELINES) <= set(METHODS)
     with pytest.raises(ConfigError, match="method 'dann' has no option 'lr'"):
-        TrainConfig(method="dann", options={"lr": 1}).validate()
+        check_config(TrainConfig(method="dann", options={"lr": 1}))
     with pytest.raises(ConfigError, match="randomized must be auto, always or never"):
-        TrainConfig(method="cdan", options={"randomized": "sometimes"}).validate()
+        check_config(TrainConfig(method="cdan", options={"randomized": "sometimes"}))
     cfg = TrainConfig(method="cdan", options={"entropy": "true", "trade_off": "0.5"})
     method = build_method("cdan", _net(n_classes=3, dim=8), cfg)
     assert method.options.entropy is True and method.options.trade_off == 0.5

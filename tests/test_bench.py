@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from boomda.bench import GridSpec, cell_status, run_grid
-from boomda.config import TrainConfig
 from boomda.errors import BoomdaError, ConfigError
+from boomda.methods import check_config
 
 TINY_TRAIN = {"epochs": 3, "dim": 16, "hidden": 32}
 
@@ -50,7 +50,11 @@ def test_grid_spec_errors():
         GridSpec.from_dict({**_spec(), "seed": 1})
     with pytest.raises(ConfigError, match=r"vote_threshold \(M_v\) = 4 exceeds M\+1 = 3"):
         GridSpec.from_dict(_spec(base={"data": {"modalities": ["fou", "kar"]},
-                                       "train": {"vote_threshold": 4}}))
+                                       "train": {"options": {"vote_threshold": 4}}}))
+    with pytest.raises(ConfigError, match="method 'dann' has no option 'alpha2'"):
+        GridSpec.from_dict(_spec(methods=["dann", "boomda"], sweep={"alpha2": [1, 10]}))
+    with pytest.raises(ConfigError, match="method_overrides.boomda: unknown option 'trade_of'"):
+        GridSpec.from_dict(_spec(method_overrides={"boomda": {"trade_of": 1}}))
     with pytest.raises(ConfigError, match="method_overrides: 'cdan' is not in methods"):
         GridSpec.from_dict(_spec(method_overrides={"cdan": {"options": {"entropy": True}}}))
 
@@ -181,21 +185,31 @@ def test_suite_tasks_and_sweep_points_make_the_cells(tmp_path):
     assert len(cells) == 2 * (1 + 4)
     by_id = {c.id: c for c in cells}
     cell = by_id["boomda__t2__alpha2=10,gamma_normalization=loss__seed0"]
-    assert cell.config.train.alpha2 == 10.0 and cell.config.train.gamma_normalization == "loss"
+    assert cell.config.train.options == {"alpha2": 10, "gamma_normalization": "loss"}
     assert cell.config.data.modalities == ["kar", "mor", "pix"]
     assert cell.config.data.shifts == {"mor": "block:fraction=0.5"}
     assert cell.config.tags == {"task": "t2", "point": "alpha2=10,gamma_normalization=loss"}
     assert by_id["pl__t1__seed0"].config.tags == {"task": "t1"}
-    assert by_id["pl__t1__seed0"].config.train.alpha2 == TrainConfig().alpha2
+    assert by_id["pl__t1__seed0"].config.train.options == {}
     # a list of points instead of a product
     listed = GridSpec.from_dict(_spec(sweep=[{"ca_form": "paper", "alpha2": 0.001},
                                              {"ca_form": "relative", "alpha2": 3}]))
-    points = [c.config.train for c in listed.cells() if c.method == "boomda"]
-    assert {(t.ca_form, t.alpha2) for t in points} == {("paper", 0.001), ("relative", 3.0)}
+    points = [check_config(c.config.train) for c in listed.cells() if c.method == "boomda"]
+    assert {(o.ca_form, o.alpha2) for o in points} == {("paper", 0.001), ("relative", 3.0)}
+    # an override of one method's option, and a sweep of a train option beside it
+    spec = GridSpec.from_dict(_spec(methods=["dann", "boomda"], sweep_methods=["boomda"],
+                                    sweep={"lr": [0.01]},
+                                    method_overrides={"dann": {"trade_off": 0.5},
+                                                      "boomda": {"alpha2": 3, "epochs": 2}}))
+    by_method = {c.method: c.config.train for c in spec.cells()}
+    assert by_method["dann"].options == {"trade_off": 0.5} and by_method["dann"].lr == 1e-3
+    assert by_method["boomda"].options == {"alpha2": 3}
+    assert (by_method["boomda"].epochs, by_method["boomda"].lr) == (2, 0.01)
 
 
 def test_sweep_and_task_errors():
-    with pytest.raises(ConfigError, match="sweep: 'seed' is not a train option that can be swept"):
+    with pytest.raises(ConfigError, match="sweep: 'seed' is neither a train option that can be "
+                                          "swept nor an option of the methods it applies to"):
         GridSpec.from_dict(_spec(sweep={"seed": [1, 2]}))
     with pytest.raises(ConfigError, match="sweep: expected a mapping"):
         GridSpec.from_dict(_spec(sweep={"alpha2": []}))

@@ -45,6 +45,7 @@ def _make_files(tmp_path):
              labels=np.r_[np.arange(39) % 2, 99])
     np.savez("nolabels.npz", a=rng.random((40, 3)), b=rng.random((40, 2)))
     np.savez("onlya.npz", a=rng.random((40, 3)))
+    np.savez("onlyc.npz", c=np.zeros((40, 3)))
     np.savez("fewcols.npz", a=rng.random((40, 2)), b=rng.random((40, 2)))
     (tmp_path / "afile").write_text("")
     (tmp_path / "folder").mkdir()
@@ -112,7 +113,7 @@ CASES = [
     (["predict", "garbage.pt", "d.npz"], "garbage.pt: not a readable boomda checkpoint"),
     (["predict", "other.pt", "d.npz"], "other.pt: not a boomda checkpoint"),
     (["predict", "runs/m/model.pt", "missing.npz"], "'missing.npz': no such file"),
-    (["predict", "runs/m/model.pt", "onlya.npz"], "missing modality 'b'"),
+    (["predict", "runs/m/model.pt", "onlyc.npz"], "none of the model's modalities"),
     (["predict", "runs/m/model.pt", "fewcols.npz"], "2 features, the model expects 3"),
     (["predict", "runs/m/model.pt", "d.npz", "--out", "folder"], "--out folder: is a folder"),
     (["predict", "runs/m/model.pt", "d.npz", "--out", "afile/x.csv"], "--out afile/x.csv"),
@@ -169,28 +170,36 @@ def test_a_real_process_prints_one_line(files):
 
 
 def test_every_training_option_is_on_the_command_line_with_its_default(capsys):
-    """The run command's training options are derived from TrainConfig's fields: each has a
-    flag whose help gives its meaning and its default, and the flag sets the option."""
+    """The run command's training options are derived from TrainConfig's fields, and its
+    shortcuts for Boomda's options from BoomdaOptions' fields: each has a flag whose help gives
+    its meaning and its default, and the flag sets the option."""
+    import dataclasses
     import re
 
     from boomda.cli import _parser as parser
-    from boomda.cli import build_config
+    from boomda.cli import boomda_options, build_config
     from boomda.config import TrainConfig, train_options
+    from boomda.methods import BoomdaOptions
 
     options = train_options()
     names = {name for name, *_ in options}
-    assert {"method", "epochs", "lr", "alpha2", "optimizer", "grad_clip", "device"} <= names
+    assert {"method", "epochs", "lr", "optimizer", "grad_clip", "device"} <= names
     assert "options" not in names and "betas" not in names
+    assert [name for name, *_ in boomda_options()] == \
+        [f.name for f in dataclasses.fields(BoomdaOptions)]
     with pytest.raises(SystemExit):
         parser().parse_args(["run", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    for name, _kind, what, default in options:
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # wrapped at a hyphen
+    for (name, _kind, what, default), owner in (
+            [(o, TrainConfig()) for o in options]
+            + [(o, BoomdaOptions()) for o in boomda_options()]):
         flag = "--" + name.replace("_", "-")
-        assert re.search(rf"{flag} \S+ {re.escape(' '.join(what.split()))}", text), flag
+        assert re.search(rf"{flag} \S+ (Boomda's option: )?{re.escape(' '.join(what.split()))}",
+                         text), flag
         assert f"(default {default})" in text
-        assert getattr(TrainConfig(), name) == default
+        assert getattr(owner, name) == default
     args = parser().parse_args(["run", "--grad-clip", "0.5", "--optimizer", "sgd",
-                                "--vote-threshold", "2"])
+                                "--vote-threshold", "2", "--option", "alpha1=0.25"])
     config = build_config(args)
-    assert (config.train.grad_clip, config.train.optimizer, config.train.vote_threshold) == \
-        (0.5, "sgd", 2)
+    assert (config.train.grad_clip, config.train.optimizer) == (0.5, "sgd")
+    assert config.train.options == {"vote_threshold": 2, "alpha1": "0.25"}

@@ -41,8 +41,9 @@ def test_parameter_gradients_equal_a_backward_through_the_losses(solver, normali
     assert normalization in NORMALIZATIONS
     torch.manual_seed(0)
     net = MultimodalNet({"a": 7, "b": 5, "c": 6}, 3, dim=8, hidden=16, dropout=0.0).to(dtype)
-    config = TrainConfig(method="boomda", gamma_solver=solver, gamma_normalization=normalization,
-                         alpha2=100.0, vote_threshold=2)
+    config = TrainConfig(method="boomda", options={
+        "gamma_solver": solver, "gamma_normalization": normalization, "alpha2": 100.0,
+        "vote_threshold": 2})
     method = build_method("boomda", net, config)
     source, target = _batch(dtype)
     net.fit_standardization(source.x)

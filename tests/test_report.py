@@ -74,8 +74,8 @@ def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, s
         "data": {"dataset": "mfeat", "modalities": list(modalities),
                  "shifts": dict(SHIFTS if shifts is None else shifts), "holdout": 0.2,
                  "split_seed": None},
-        "train": {"method": method, "gamma_solver": "closed_form", "epochs": epochs,
-                  "betas": [0.9, 0.999], "seed": seed, "options": {}},
+        "train": {"method": method, "epochs": epochs, "betas": [0.9, 0.999], "seed": seed,
+                  "options": {}},
         "out": str(grid / "runs"), "name": cell_id, "environment": {**ENV, **(env or {})},
         "pair": {"seed": seed},
     }
@@ -86,7 +86,7 @@ def make_cell(grid, cell_id, method, modalities, seed, f1=None, *, error=None, s
         if metrics:
             (folder / "metrics.jsonl").write_text(_metrics(method, len(modalities)))
         results = {
-            "method": method, "gamma_solver": "closed_form", "modalities": list(modalities),
+            "method": method, "options": {}, "modalities": list(modalities),
             "seed": seed, "target": {"weighted_f1": f1, "accuracy": f1 + 1, "n": 100},
             "source_holdout": None if source_f1 is None else {"weighted_f1": source_f1,
                                                               "accuracy": source_f1, "n": 20},

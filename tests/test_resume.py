@@ -242,15 +242,15 @@ def test_killed_process_resumes_exactly(tmp_path):
 
 def test_results_json_reads_back_as_the_run_results(tmp_path):
     """results.json is RunResults' JSON object: read back, it equals what the run returned;
-    a grid's tags sit after ca_form; a file lacking a field (older, or written by hand) reads
-    with None there."""
+    a grid's tags sit after the method's options; a file lacking a field (older, or written by
+    hand) reads with None there."""
     config = _config(tmp_path, "tagged", epochs=1)
     config.tags = {"task": "t1", "point": "alpha2=10"}
     result = run_experiment(config)
     back = rundir.RunResults.read(result.folder)
     assert back == result.summary
     keys = list(json.loads((result.folder / rundir.RESULTS).read_text()))
-    assert keys[keys.index("ca_form") + 1: keys.index("ca_form") + 3] == ["task", "point"]
+    assert keys[keys.index("options") + 1: keys.index("options") + 3] == ["task", "point"]
     assert back.to_dict() == result.results
     partial = rundir.RunResults.from_dict({"method": "dt", "target": {"weighted_f1": 50.0}})
     assert partial.method == "dt" and partial.validators is None and partial.tags == {}

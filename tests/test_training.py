@@ -10,8 +10,8 @@ import yaml
 from boomda import DomainAdapter, DomainPair, MultimodalData, load_multiple_features
 from boomda.balance import BALANCERS
 from boomda.cli import main
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, TrainConfig
-from boomda.methods import METHODS
+from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS
+from boomda.methods import METHODS, BoomdaOptions
 from tests.conftest import make_views
 
 TINY = {"epochs": 2, "batch_size": 16, "dim": 8, "hidden": 16}
@@ -39,7 +39,7 @@ def test_every_method_trains_and_logs(method):
     if has_ca:
         assert sum(last.gamma) == pytest.approx(1.0, abs=1e-6) and min(last.gamma) >= 0
         assert {f"ca_{m}" for m in ["m0", "m1", "m2", "fused"]} <= set(last.terms)
-        assert last.weights["ca_m0"] == pytest.approx(TrainConfig().alpha2 * last.gamma[0])
+        assert last.weights["ca_m0"] == pytest.approx(BoomdaOptions().alpha2 * last.gamma[0])
     if method == "uniform":
         assert last.gamma == pytest.approx([0.25] * 4) and last.r is None
     if method in ("pl", "uniform", "boomda"):
@@ -119,7 +119,7 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     assert "label-free      source_risk=" in out
     folder = tmp_path / "runs" / "r1"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.yaml", "metrics.jsonl", "model.pt", "results.json"]
+        "config.yaml", "diagnosis.json", "metrics.jsonl", "model.pt", "results.json"]
     resolved = yaml.safe_load((folder / "config.yaml").read_text())
     assert resolved["train"]["seed"] == 2 and resolved["train"]["epochs"] == 1
     assert resolved["data"]["shifts"] == {"fou": "noise:snr=1", "mor": "mask:fraction=0.5"}
@@ -131,7 +131,9 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     results = json.loads((folder / "results.json").read_text())
     assert 0 <= results["target"]["weighted_f1"] <= 100
     assert set(results["final_gamma"]) == {"fou", "mor", "fused"}
-    assert results["ca_form"] == "correlation" and results["gamma_normalization"] == "none"
+    assert results["options"] == {"alpha1": 0.5, "alpha2": 100.0, "vote_threshold": 3,
+                                  "gamma_solver": "closed_form", "gamma_normalization": "none",
+                                  "ca_form": "correlation"}
     # the label-free validators of the trained model (each checked in tests/test_select.py)
     assert set(results["validators"]) == {"source_risk", "im", "snd", "dev"}
     assert all(np.isfinite(v) for v in results["validators"].values())
@@ -154,9 +156,13 @@ def test_cli_predict_on_a_npz_file(tmp_path, capsys):
     assert lines[0] == "index,predicted,p0,p1,p2" and len(lines) == 1 + len(pair.target)
     predicted = [int(line.split(",")[1]) for line in lines[1:]]
     assert predicted == adapter.predict(pair.target).tolist()
-    np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"])  # m2 missing
+    np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"])  # m2 absent
+    assert main(["predict", str(model), str(data)]) == 0
+    assert f"m2 absent in all {len(pair.target)} samples" in capsys.readouterr().out
+    np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"],
+             m22=pair.target.views["m2"])  # a misspelt name is not taken for an absent one
     assert main(["predict", str(model), str(data)]) == 2
-    assert "new.npz: inputs: missing modality 'm2'" in capsys.readouterr().err
+    assert "new.npz: inputs: unknown modality 'm22' (and no 'm2')" in capsys.readouterr().err
     np.savez(data, labels=pair.target.labels, **pair.target.views)
     assert main(["predict", str(model), str(data), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

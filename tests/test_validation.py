@@ -1,5 +1,7 @@
 """Every bad input gets a clear error naming the field at fault."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -7,6 +9,7 @@ import yaml
 from boomda import DomainAdapter, DomainPair, MultimodalData, RunConfig, TrainConfig
 from boomda.cli import main
 from boomda.errors import BoomdaError, ConfigError, DataError
+from boomda.methods import check_config
 from tests.conftest import make_views
 
 
@@ -34,8 +37,9 @@ def test_unknown_modality():
     with pytest.raises(DataError, match="unknown modality 'audio'"):
         data.select(["m0", "audio"])
     adapter = DomainAdapter(method="dt", epochs=1, dim=4, hidden=8).fit(_pair())
-    with pytest.raises(DataError, match="missing modality 'm2'"):
-        adapter.predict({"m0": views["m0"], "m1": views["m1"]})
+    # a modality left out is absent (boomda.partial), but not when a misspelt name explains it
+    with pytest.raises(DataError, match=r"unknown modality 'mm2' \(and no 'm2'\)"):
+        adapter.predict({"m0": views["m0"], "m1": views["m1"], "mm2": views["m2"]})
     with pytest.raises(DataError, match=r"inputs\['m1'\]: 3 features, the model expects 7"):
         adapter.predict({"m0": views["m0"], "m1": views["m2"], "m2": views["m2"]})
 
@@ -51,9 +55,33 @@ def test_unknown_method_and_solver():
     with pytest.raises(ConfigError, match="unknown method 'danm'"):
         DomainAdapter(method="danm")
     with pytest.raises(ConfigError, match="unknown gamma_solver 'qp'"):
-        TrainConfig(gamma_solver="qp").validate()
-    with pytest.raises(BoomdaError, match="unknown option 'learning_rate'"):
+        check_config(TrainConfig(options={"gamma_solver": "qp"}))
+    with pytest.raises(ConfigError, match="unknown gamma_solver 'qp'"):
+        DomainAdapter(gamma_solver="qp")
+    with pytest.raises(BoomdaError, match="method 'boomda' has no option 'learning_rate'; "
+                                          "its options: alpha1, alpha2, vote_threshold"):
         DomainAdapter(learning_rate=0.1)
+
+
+def test_boomda_options_are_method_options():
+    """Boomda's hyperparameters live in TrainConfig.options like a baseline's: a keyword of
+    DomainAdapter that is not a TrainConfig field goes there, a baseline refuses them, and a
+    YAML train section that sets one directly is told where it belongs."""
+    adapter = DomainAdapter(alpha2=10, gamma_solver="exact", epochs=3)
+    assert adapter.config.options == {"alpha2": 10, "gamma_solver": "exact"}
+    assert adapter.config.epochs == 3
+    options = check_config(adapter.config)
+    assert (options.alpha2, options.gamma_solver, options.alpha1) == (10.0, "exact", 0.5)
+    assert isinstance(options.alpha2, float)
+    with pytest.raises(ConfigError, match="method 'dann' has no option 'alpha2'"):
+        DomainAdapter(method="dann", alpha2=10)
+    with pytest.raises(ConfigError, match=r"cfg.train: unknown option 'alpha2'.* go under "
+                                          r"cfg.train.options"):
+        RunConfig.from_dict({"train": {"alpha2": 10}}, where="cfg")
+    config = RunConfig.from_dict({"train": {"options": {"alpha2": 10, "vote_threshold": 2}}})
+    assert check_config(config.train, n_modalities=2).vote_threshold == 2
+    with pytest.raises(ConfigError, match="option alpha1 must be >= 0, got -1.0"):
+        DomainAdapter(alpha1=-1)
 
 
 def test_labels_outside_class_set():
@@ -120,6 +148,8 @@ def test_cli_reports_errors_without_traceback(capsys):
     assert main(["run", "--modalities", "fou,kar", "--vote-threshold", "4",
                  "--no-progress"]) == 2
     assert "exceeds M+1 = 3" in capsys.readouterr().err
+    assert main(["run", "--method", "dann", "--alpha2", "4", "--no-progress"]) == 2
+    assert "method 'dann' has no option 'alpha2'" in capsys.readouterr().err
     assert main(["run", "--ca-form", "frob", "--no-progress"]) == 2
     assert "unknown ca_form 'frob'" in capsys.readouterr().err
     assert main(["run", "--gamma-normalization", "l3", "--no-progress"]) == 2
@@ -129,9 +159,17 @@ def test_cli_reports_errors_without_traceback(capsys):
 
 
 def test_shipped_config_spells_out_the_defaults():
+    import dataclasses
     from pathlib import Path
 
+    from boomda.methods import BoomdaOptions
+
     shipped = RunConfig.from_yaml(Path(__file__).parents[1] / "configs" / "embedded.yaml")
+    # every Boomda option spelled out with its default value and type
+    assert shipped.train.options == dataclasses.asdict(BoomdaOptions())
+    assert [type(v) for v in shipped.train.options.values()] == \
+        [type(v) for v in dataclasses.asdict(BoomdaOptions()).values()]
+    shipped.train.options = {}
     assert shipped.to_dict() == RunConfig().to_dict()
 
 
@@ -248,9 +286,25 @@ def test_one_builder_checks_keys_and_coerces_by_annotation():
         assign(DataConfig(), {"split_seed": "x"}, "data")
     with pytest.raises(ConfigError, match=r"^unknown option 'nope'; allowed: a, b$"):
         check_keys({"nope": 1}, ["a", "b"], "")
-    with pytest.raises(ConfigError, match="unknown option 'bogus'"):
+    with pytest.raises(ConfigError, match="method 'boomda' has no option 'bogus'"):
         DomainAdapter(bogus=1)
     with pytest.raises(ConfigError, match="shift 'noise': unknown parameter 'db'; allowed: snr"):
         from boomda.data.shifts import parse_shift
 
         parse_shift("noise:db=3")
+
+
+def test_config_does_not_import_the_methods():
+    """config is imported by the methods, never the other way round, not even lazily inside a
+    function: boomda.methods.check_config checks a config's method and its options."""
+    import ast
+
+    import boomda.config
+
+    tree = ast.parse(Path(boomda.config.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert "boomda.errors" in imported
+    assert not {m for m in imported
+                if m and m.startswith(("boomda.methods", "boomda.balance", "boomda.losses"))}

@@ -32,11 +32,16 @@ once: no further cell starts, the running workers are killed (the cells they ran
 unfinished, resumable), the lock is released and :class:`GridInterrupted` (a ``BoomdaError``)
 says in one line how many cells are done and that the same command resumes the grid. With
 ``workers == 1`` the cells run in the main process: the current cell is abandoned the same way.
+
+*Ray.* ``run_grid(..., ray=RayOptions(...))`` (``boomda bench --ray``) runs the cells as tasks on
+a Ray cluster instead (:mod:`boomda.bench_ray`), through the same :func:`run_cell`, the same
+statuses, lock and stop signals.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -54,18 +59,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import combinations, product
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from boomda import rundir
-from boomda.config import RunConfig, check_keys, coerce, load_yaml_mapping
+from boomda.config import RunConfig, TrainConfig, check_keys, coerce, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError, TrainingError
+from boomda.methods import check_config
 
 try:
     import fcntl
 except ImportError:  # Windows: grid_lock falls back to an exclusively created pid file
     fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from boomda.bench_ray import RayOptions
 
 #: the lock file of a grid folder
 LOCK = ".lock"
@@ -76,12 +85,13 @@ class GridSpec:
     """What a grid runs. ``base``: a run config (``data``/``train`` sections) shared by all cells;
     ``methods``; ``modalities``: the modalities subsets are drawn from (default: the base's);
     ``subsets``: ``all`` (every combination of two or more) or a list of subsets;
-    ``seeds``; ``method_overrides``: per-method ``train`` settings (e.g. options).
+    ``seeds``; ``method_overrides``: per-method ``train`` settings or method options.
 
     ``tasks``: a benchmark suite instead of one data set: task name -> ``data`` settings that
     replace the base's (dataset, modalities, shifts, ...), or the path of a YAML file holding
     such a ``tasks:`` mapping (relative to the grid file). Each task runs on all its modalities
-    (``subsets`` does not apply). ``sweep``: ``train`` option -> list of values; every
+    (``subsets`` does not apply). ``sweep``: ``train`` option or method option (e.g.
+    Boomda's ``alpha2``) -> list of values; every
     combination is a grid point, run for every method, task or subset, and seed (the points
     among which ``boomda bench --select`` chooses); or a list of such mappings of single
     values, one per point, when the options are not varied independently. ``sweep_methods``:
@@ -173,12 +183,15 @@ class GridSpec:
         else:
             raise ConfigError(f"{where}.sweep: expected a mapping of train option -> non-empty "
                               f"list of values, or a list of points")
+        swept = [m for m in self.methods
+                 if self.sweep_methods is None or m in self.sweep_methods]
         for key in sorted(keys):
-            if not hasattr(base.train, key) or key in ("method", "seed"):
-                raise ConfigError(f"{where}.sweep: {key!r} is not a train option that can be "
-                                  f"swept")
+            if key in ("method", "seed") or not (
+                    _is_train_field(key) or any(key in _method_option_names(m) for m in swept)):
+                raise ConfigError(f"{where}.sweep: {key!r} is neither a train option that can "
+                                  f"be swept nor an option of the methods it applies to")
         for cell in self.cells():
-            cell.config.train.validate(n_modalities=len(cell.modalities))
+            check_config(cell.config.train, n_modalities=len(cell.modalities))
         if not base.data.modalities and self.modalities is None:
             raise ConfigError(f"{where}: give modalities (or base.data.modalities)")
 
@@ -230,12 +243,19 @@ class GridSpec:
         config.train.method = method
         config.train.seed = seed
         for key, value in self.method_overrides.get(method, {}).items():
-            if not hasattr(config.train, key):
-                raise ConfigError(f"grid.method_overrides.{method}: unknown option {key!r}")
-            setattr(config.train, key, copy.deepcopy(value))
+            if _is_train_field(key):
+                setattr(config.train, key, copy.deepcopy(value))
+            elif key in _method_option_names(method):
+                config.train.options[key] = copy.deepcopy(value)
+            else:
+                raise ConfigError(f"grid.method_overrides.{method}: unknown option {key!r} "
+                                  f"(neither a train option nor an option of {method})")
         for key, value in point.items():
-            setattr(config.train, key, coerce(value, getattr(config.train, key),
-                                              f"grid.sweep.{key}"))
+            if _is_train_field(key):
+                setattr(config.train, key, coerce(value, getattr(config.train, key),
+                                                  f"grid.sweep.{key}"))
+            else:  # a method option, coerced and checked by the method
+                config.train.options[key] = copy.deepcopy(value)
         config.data.modalities = list(subset)
         if config.raw is not None:
             unknown = [m for m in subset if m not in config.raw.modalities]
@@ -251,6 +271,20 @@ class GridSpec:
         config.name = cid
         config.tags = {k: v for k, v in (("task", task), ("point", label)) if v}
         return Cell(cid, method, subset, seed, config, task, label)
+
+
+def _is_train_field(key: str) -> bool:
+    return key in TrainConfig.__dataclass_fields__
+
+
+def _method_option_names(method: str) -> set[str]:
+    """The option names of ``method`` (none for an unknown method, which is reported
+    elsewhere)."""
+    from boomda.methods import METHODS
+
+    if method not in METHODS:
+        return set()
+    return {f.name for f in dataclasses.fields(METHODS[method].Options)}
 
 
 def point_label(point: Mapping[str, Any]) -> str:
@@ -570,6 +604,11 @@ _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "S
                       if hasattr(signal, name))
 
 
+#: the stop signal :func:`_stop_on_signals` caught in its current block, if any (a library that
+#: checks signals itself, such as Ray, raises a plain KeyboardInterrupt in place of the _Stop)
+STOPPED_BY: list[int] = []
+
+
 @contextmanager
 def _stop_on_signals() -> Iterator[None]:
     """Turn SIGINT, SIGTERM and SIGHUP into :class:`_Stop` in the main thread for the duration
@@ -580,10 +619,12 @@ def _stop_on_signals() -> Iterator[None]:
         yield
         return
     previous: dict[int, Any] = {}
+    STOPPED_BY.clear()
 
     def handler(signum: int, frame: Any) -> None:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
+        STOPPED_BY.append(signum)
         raise _Stop(signum)
 
     try:
@@ -631,6 +672,15 @@ class BenchResult:
     seconds: float
 
 
+def _settings(grid: dict[str, Any]) -> dict[str, Any]:
+    """A resolved grid without where its runs log their curves (``base.logging``, which a rerun
+    may switch on or off)."""
+    base = grid.get("base")
+    if not isinstance(base, Mapping):
+        return grid
+    return {**grid, "base": {k: v for k, v in base.items() if k != "logging"}}
+
+
 def prepare_folder(spec: GridSpec, folder: Path) -> None:
     """Create the grid folder, or check that an existing one holds the same grid."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -638,7 +688,7 @@ def prepare_folder(spec: GridSpec, folder: Path) -> None:
     wanted = spec.to_dict()
     if grid_file.exists():
         existing = yaml.safe_load(grid_file.read_text()) or {}
-        if existing != wanted:
+        if _settings(existing) != _settings(wanted):
             raise BoomdaError(
                 f"{grid_file}: this folder holds a different grid; use another --out folder "
                 f"(or delete it) rather than mixing two grids' results"
@@ -659,6 +709,7 @@ def run_grid(
     report: bool = True,
     on_cell: Callable[[str, str], None] | None = None,
     on_done: Callable[[BenchResult], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> BenchResult:
     """Run every cell of ``spec`` under ``folder`` that is not done, with ``workers`` processes.
 
@@ -669,10 +720,16 @@ def run_grid(
     SIGTERM or SIGHUP stop it with :class:`GridInterrupted`. Rerunning resumes it.
     ``on_done(result)`` runs at the end while the folder is still locked (``boomda bench``
     prints its summary and report there), so no other bench writes to it meanwhile.
+
+    ``ray``: run the cells as tasks on a Ray cluster instead (:mod:`boomda.bench_ray`;
+    ``workers``: the CPUs of a local Ray instance; ``threads`` default: the CPUs per cell).
     """
     folder = Path(folder)
     if workers < 1:
         raise ConfigError(f"option workers must be at least 1, got {workers}")
+    if ray is not None:
+        ray.validate()
+        threads = threads or ray.threads()
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     cells = spec.cells()
     runs = folder / "runs"
@@ -696,7 +753,7 @@ def run_grid(
                            desc=spec.name, unit="cell", file=sys.stderr, dynamic_ncols=True)
             try:
                 if payloads:
-                    failed = _execute(payloads, runs, workers, threads, bar, on_cell)
+                    failed = _execute(payloads, runs, workers, threads, bar, on_cell, ray)
             finally:
                 if bar is not None:
                     bar.close()
@@ -724,7 +781,8 @@ def _count_done(fingerprints: Mapping[str, str], runs: Path) -> int:
     return sum(cell_status(runs / cid, fp) == rundir.DONE for cid, fp in fingerprints.items())
 
 
-def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> int:
+def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell,
+             ray: RayOptions | None = None) -> int:
     failed = 0
 
     def finish(cell_id: str, status: str) -> None:
@@ -735,6 +793,16 @@ def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell) -> 
         if bar is not None:
             bar.update(1)
 
+    if ray is not None:
+        from boomda import bench_ray
+
+        def describe(text: str) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{text}, failed {failed}", refresh=True)
+
+        bench_ray.execute(payloads, runs, ray, workers=workers, threads=threads, finish=finish,
+                          describe=describe)
+        return failed
     if workers == 1:
         _init_worker(threads)
         for i, (cell_id, config) in enumerate(payloads):

@@ -1,4 +1,4 @@
-"""The command line: ``boomda run``, ``bench``, ``report`` and ``predict``."""
+"""The command line: ``boomda run``, ``bench``, ``report``, ``predict`` and ``diagnose``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from boomda.config import DEFAULT_MODALITIES, DEFAULT_SHIFTS, RunConfig, train_options
+from boomda.config import (
+    DEFAULT_MODALITIES,
+    DEFAULT_SHIFTS,
+    RunConfig,
+    field_options,
+    train_options,
+)
 from boomda.errors import BoomdaError, ConfigError, DataError
 
 
@@ -60,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         among = f"; one of: {', '.join(choices[name])}" if name in choices else ""
         run.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
                          help=f"{what}{among} (default {default})")
+    # Boomda's options (BoomdaOptions), shortcuts for --option KEY=VALUE
+    for name, kind, what, default in boomda_options():
+        among = f"; one of: {', '.join(choices[name])}" if name in choices else ""
+        run.add_argument("--" + name.replace("_", "-"), dest=f"option_{name}", type=kind,
+                         metavar=name.upper(),
+                         help=f"Boomda's option: {what}{among} (default {default})")
     run.add_argument("--out", help="parent folder of run folders (default runs)")
     run.add_argument("--name", help="run folder name (default: method-modalities-seed-time-"
                                     "random, never an existing folder)")
@@ -72,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the unfinished run in RUN_DIR from its last checkpoint, "
                           "with the settings it was started with (no other option applies)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also write the per-step metrics as TensorBoard events under "
+                          "<run folder>/tensorboard/ (as logging: {tensorboard: true})")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel training in N processes on this machine (launches "
+                          "torchrun --standalone --nproc-per-node N; one GPU each on a GPU "
+                          "machine; batch_size stays the global batch; see docs/scale.md)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     bench = sub.add_parser(
@@ -93,6 +113,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--select", metavar="VALIDATOR", default=None,
                        help="label-free validator that picks each task's grid point in a grid "
                             "with a sweep: source_risk, im, snd, dev (default im)")
+    bench.add_argument("--tensorboard", action="store_true",
+                       help="every cell writes TensorBoard events in its run folder; compare "
+                            "them with: tensorboard --logdir <grid folder>/runs")
+    bench.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run each cell as a task on a Ray cluster (pip install "
+                            "'boomda[ray]'; see docs/scale.md): no ADDRESS starts a local "
+                            "instance with --workers CPUs; auto, HOST:6379 or ray://HOST:10001 "
+                            "connect (--out then on a file system every node mounts)")
+    bench.add_argument("--ray-cpus-per-cell", type=float, default=None, metavar="N",
+                       help="CPUs each cell's Ray task holds (default 1)")
+    bench.add_argument("--ray-gpus-per-cell", type=float, default=None, metavar="N",
+                       help="GPUs each cell's Ray task holds, fractions allowed (default 0)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     predict = sub.add_parser(
@@ -106,7 +138,40 @@ def _parser() -> argparse.ArgumentParser:
                          "on a raw corpus) a manifest CSV of recordings: id, audio, video, text "
                          "and an optional label column")
     predict.add_argument("--out", help="CSV file for the predictions (default: print a summary)")
+    predict.add_argument("--strategy", default="auto", choices=("auto", "heads", "fused"),
+                         help="for a sample that lacks a modality (no array in the .npz, a row "
+                              "of NaN, an empty manifest cell): heads averages the probabilities "
+                              "of the present modalities' heads, fused uses the fused head with "
+                              "the absent representations zeroed; auto: fused for a model trained "
+                              "with modality_dropout, else heads (default auto)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    diagnose = sub.add_parser(
+        "diagnose", help="per-modality shift between source and target, without labels",
+        description="Measure, per modality, how far the target is from the source: a domain "
+                    "classifier's held-out accuracy and the CORAL distance on the inputs, and, "
+                    "with a model (--run or --model), on its representations, with the "
+                    "disagreement of each modality's head with the fused head. Prints a table "
+                    "and writes diagnosis.json and diagnosis.png. The pair is built as boomda "
+                    "run builds it (the same data options).",
+    )
+    diagnose.add_argument("--config", help="YAML run config (its data section is used)")
+    diagnose.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
+    diagnose.add_argument("--modalities", help="comma-separated modality names")
+    diagnose.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
+                          help="target shift of one modality, e.g. fou=none or "
+                               "pix=mask:fraction=0.4 (repeatable)")
+    diagnose.add_argument("--holdout", type=float, help="fraction of the source kept out")
+    diagnose.add_argument("--split-seed", dest="split_seed", type=int,
+                          help="seed of the split and shifts (default: --seed)")
+    diagnose.add_argument("--seed", type=int, help="seed (default 0)")
+    diagnose.add_argument("--run", metavar="RUN_DIR",
+                          help="a run folder: its pair and its model.pt (no data option applies)")
+    diagnose.add_argument("--model", help="model.pt trained on this pair: adds the measures of "
+                                          "its representations")
+    diagnose.add_argument("--out", default="diagnosis",
+                          help="folder for diagnosis.json and diagnosis.png (default diagnosis)")
+    diagnose.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     report = sub.add_parser(
         "report", help="tables, CSV and figures from a grid folder",
@@ -128,6 +193,13 @@ def _key_value(item: str, flag: str, form: str) -> tuple[str, str]:
     if not eq or not key.strip():
         raise ConfigError(f"{flag} {item!r}: expected {form}")
     return key.strip(), value.strip()
+
+
+def boomda_options() -> list[tuple[str, type, str, Any]]:
+    """(name, type, help, default) of Boomda's options: the command line's shortcuts."""
+    from boomda.methods.boomda import BoomdaOptions
+
+    return field_options(BoomdaOptions)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -159,6 +231,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for item in args.shift:
         modality, spec = _key_value(item, "--shift", "MODALITY=SPEC, e.g. fou=noise:snr=1")
         config.data.shifts[modality] = spec
+    for name, _, _, _ in boomda_options():
+        value = getattr(args, f"option_{name}", None)
+        if value is not None:
+            config.train.options[name] = value
     for item in args.option:
         key, value = _key_value(item, "--option", "KEY=VALUE, e.g. trade_off=0.5")
         config.train.options[key] = value
@@ -166,6 +242,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         config.out = args.out
     if args.name is not None:
         config.name = args.name
+    if args.tensorboard:
+        config.logging.tensorboard = True
     if args.checkpoint_every is not None:
         if args.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every {args.checkpoint_every}: must be 0 (never) "
@@ -175,24 +253,72 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from boomda import distributed
     from boomda.run import resume_experiment, run_experiment
 
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: give a number of processes, at least 1")
+    if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
+        if args.resume is None:
+            _check_parallel(build_config(args), args.nproc)  # bad options fail here, once
+        return _launch_torchrun(args.nproc, args.argv)
     if args.resume is not None:
         given = [flag for flag, value in vars(args).items()
-                 if flag not in ("command", "resume", "no_progress", "shift", "option")
+                 if flag not in ("command", "resume", "no_progress", "shift", "option", "nproc",
+                                 "argv")
                  and value not in (None, False)] + [f for f in ("shift", "option")
                                                     if getattr(args, f)]
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
                               f"apply")
-        result = resume_experiment(args.resume, progress=not args.no_progress)
-        print(f"resumed at step {result.summary.resumed_at_step}")
+        progress = not args.no_progress and distributed.is_writer()
+        try:
+            result = resume_experiment(args.resume, progress=progress)
+        finally:
+            distributed.teardown()
+        if result is not None:
+            print(f"resumed at step {result.summary.resumed_at_step}")
     else:
         config = build_config(args)
-        result = run_experiment(config, progress=not args.no_progress, overwrite=args.overwrite)
-    print(_summary(result))
+        try:
+            result = run_experiment(config, progress=not args.no_progress, overwrite=args.overwrite)
+        finally:
+            distributed.teardown()
+    if result is not None:  # None: a data-parallel rank other than 0
+        print(_summary(result))
     return 0
+
+
+def _check_parallel(config: RunConfig, nproc: int) -> None:
+    """What a data-parallel run needs, checked before the processes start."""
+    from boomda.methods import check_config
+
+    options = check_config(config.train)
+    if config.train.batch_size % nproc:
+        raise ConfigError(f"--nproc {nproc}: batch_size {config.train.batch_size} is not "
+                          f"divisible by {nproc} (each process takes an equal share of the "
+                          f"global batch)")
+    if getattr(options, "gamma_solver", None) == "mgda_params":
+        raise ConfigError("--nproc: gamma_solver mgda_params is not supported in data-parallel "
+                          "training; use closed_form, exact or imtl")
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``boomda run ...`` again under ``torchrun --standalone --nproc-per-node nproc``."""
+    import subprocess
+
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", str(nproc), "-m", "boomda", *rest]
+    return subprocess.run(command, check=False).returncode
 
 
 def _summary(result) -> str:
@@ -200,7 +326,8 @@ def _summary(result) -> str:
     lines = [
         f"run folder      {result.folder}",
         f"method          {r.method}"
-        + (f" ({r.gamma_solver})" if r.final_gamma is not None else "")
+        + (f" ({r.options['gamma_solver']})"
+           if r.final_gamma is not None and "gamma_solver" in (r.options or {}) else "")
         + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
         f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
         f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})",
@@ -248,6 +375,8 @@ def _bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"--seeds {args.seeds!r}: expected integers, e.g. 0,1,2") from None
     if args.epochs is not None:
         spec.base.setdefault("train", {})["epochs"] = args.epochs
+    if args.tensorboard:
+        spec.base["logging"] = {**(spec.base.get("logging") or {}), "tensorboard": True}
     spec.validate("grid")
     folder = args.out or os.path.join("bench", spec.name)
 
@@ -257,8 +386,22 @@ def _bench(args: argparse.Namespace) -> int:
         main_report(str(result.folder), None, args.select or DEFAULT_VALIDATOR)
 
     result = run_grid(spec, folder, workers=args.workers, threads=args.threads,
-                      progress=not args.no_progress, report=False, on_done=summarise)
+                      progress=not args.no_progress, report=False, on_done=summarise,
+                      ray=_ray_options(args))
     return 0 if result.failed == 0 else 1
+
+
+def _ray_options(args: argparse.Namespace):
+    """The Ray options of ``boomda bench`` (None without ``--ray``)."""
+    per_cell = {"cpus_per_cell": args.ray_cpus_per_cell, "gpus_per_cell": args.ray_gpus_per_cell}
+    if args.ray is None:
+        given = [k for k, v in per_cell.items() if v is not None]
+        if given:
+            raise ConfigError(f"--ray-{given[0].replace('_', '-')} applies only with --ray")
+        return None
+    from boomda.bench_ray import RayOptions
+
+    return RayOptions(args.ray, **{k: v for k, v in per_cell.items() if v is not None})
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -266,28 +409,37 @@ def _predict(args: argparse.Namespace) -> int:
 
     from boomda.atomic import atomic_write_text
     from boomda.estimator import DomainAdapter
-    from boomda.run import load_dataset
+    from boomda.partial import resolve_strategy
+    from boomda.run import read_npz
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: is a folder; give the path of a CSV file")
     adapter = DomainAdapter.load(args.model, device="cpu")
     ids = None
     classes = adapter.metadata.get("classes")
-    if args.data.lower().endswith(".csv"):
-        data, ids = _raw_inputs(adapter, args.data, not args.no_progress)
-    else:
-        data = load_dataset(args.data, labels_required=False)
     try:
-        probs = adapter.predict_proba(data)
+        if args.data.lower().endswith(".csv"):
+            data, ids, mask = _raw_inputs(adapter, args.data, not args.no_progress)
+            part = adapter.partial_input(data, mask)
+        else:
+            arrays = read_npz(args.data)
+            labels = arrays.pop("labels", None)
+            part = adapter.partial_input(arrays, labels=labels)
+        probs = adapter.predict_proba(part, strategy=args.strategy)
     except DataError as exc:
         raise DataError(f"{args.data}: {exc}") from None
+    absent = not part.complete.all()
+    if absent:
+        strategy = resolve_strategy(args.strategy, adapter.config.modality_dropout)
+        print(f"absent modalities: {part.describe()}; those samples predicted with the "
+              f"{strategy} strategy")
     pred = probs.argmax(axis=1)
     counts = np.bincount(pred, minlength=probs.shape[1])
     names = classes or [str(c) for c in range(probs.shape[1])]
     print(f"{len(pred)} samples; predicted class counts: "
           + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(counts)))
-    if data.labels is not None:
-        result = adapter.evaluate(data, name=args.data)
+    if part.data.labels is not None:
+        result = adapter.evaluate(part, name=args.data, strategy=args.strategy)
         print(f"weighted F1 {result['weighted_f1']:.2f}   accuracy {result['accuracy']:.2f}")
     if args.out:
         first = "id" if ids is not None else "index"
@@ -296,6 +448,9 @@ def _predict(args: argparse.Namespace) -> int:
         keys = ids if ids is not None else range(len(pred))
         rows = [f"{k},{names[p] if classes else p}," + ",".join(f"{v:.6f}" for v in row)
                 for k, p, row in zip(keys, pred, probs, strict=True)]
+        if absent:  # one more column: the modalities each sample lacks
+            header += ",absent"
+            rows = [f"{row},{'+'.join(part.absent_names(i))}" for i, row in enumerate(rows)]
         try:
             atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
         except OSError as exc:
@@ -305,27 +460,77 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from boomda import rundir
+    from boomda.diagnose import diagnose
+    from boomda.estimator import DomainAdapter
+    from boomda.run import _prepare, split_seed
+
+    model = args.model
+    if args.run is not None:
+        flags = ["config", "dataset", "modalities", "holdout", "split_seed", "seed", "model"]
+        given = [f for f in flags if getattr(args, f) is not None] + (["shift"] if args.shift
+                                                                       else [])
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"--run diagnoses a run's own pair and model; {flag} does not "
+                              f"apply")
+        folder = Path(args.run)
+        if not (folder / rundir.CONFIG).is_file():
+            raise BoomdaError(f"--run {folder}: not a run folder (no {rundir.CONFIG})")
+        model = folder / rundir.MODEL
+        if not model.is_file():
+            raise BoomdaError(f"--run {folder}: no {rundir.MODEL} (the run is not finished)")
+        resolved = rundir.read_yaml_mapping(folder / rundir.CONFIG)
+        for key in ("run", "environment", "pair"):
+            resolved.pop(key, None)
+        config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
+    else:
+        # the data options as boomda run reads them: run's defaults, diagnose's values
+        given = vars(_parser().parse_args(["run"]))
+        given.update({k: v for k, v in vars(args).items() if k in given and k != "out"})
+        config = build_config(argparse.Namespace(**given))
+    pair, _ = _prepare(config, progress=not args.no_progress)
+    adapter = DomainAdapter.load(model, device="cpu") if model is not None else None
+    try:
+        result = diagnose(pair.source, pair.target, adapter, seed=split_seed(config))
+    except DataError as exc:
+        raise DataError(f"{model}: {exc}" if model is not None else str(exc)) from None
+    print(result.table())
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder")
+    json_path = result.write_json(out / "diagnosis.json")
+    figure = result.plot(out / "diagnosis.png")
+    print(f"written: {json_path}, {figure}")
+    return 0
+
+
 def _raw_inputs(adapter, manifest: str, progress: bool):
-    """Packed frozen states of a manifest's recordings, prepared as the model was trained."""
+    """Packed frozen states of a manifest's recordings, prepared as the model was trained, and
+    which modalities each row has (an empty cell: absent)."""
     from boomda.config import RawDataConfig
-    from boomda.data.raw_pair import raw_inputs
+    from boomda.data.raw_pair import raw_partial_inputs
 
     settings = adapter.metadata.get("raw")
     if settings is None:
         raise ConfigError(f"{manifest}: this model was trained on feature vectors; give a .npz "
                           f"file of its modalities")
     raw = RawDataConfig(**settings)
-    data, ids, corpus = raw_inputs(raw, manifest, adapter.metadata["classes"], progress=progress)
+    data, ids, corpus, mask = raw_partial_inputs(raw, manifest, adapter.metadata["classes"],
+                                                 progress=progress)
     if corpus.n_skipped:
         print(f"{corpus.n_skipped} utterances skipped (missing files)")
-    return data, ids
+    return data, ids, mask
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; every error ends in one line on stderr and exit code 2
     (``BOOMDA_TRACEBACK=1`` shows the traceback of an unexpected one)."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _main(args)
@@ -347,6 +552,8 @@ def _main(args: argparse.Namespace) -> int:
             return _bench(args)
         elif args.command == "predict":
             return _predict(args)
+        elif args.command == "diagnose":
+            return _diagnose(args)
         elif args.command == "report":
             from boomda.report import DEFAULT_VALIDATOR, main_report
 

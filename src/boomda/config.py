@@ -5,7 +5,9 @@ batch 48, beta 5e-4, alpha_1 0.5, M_v 3, d 256, the closed-form balancing (P4). 
 the scale-free ``correlation`` form with alpha_2 = 100, chosen on the development part of the
 benchmark suite (``configs/suite-dev.yaml``; docs/method.md): the paper's alpha_2 = 0.1 belongs to
 its unnormalised Eq. (10), available as ``ca_form: paper``. The paper gives no epoch budget; the
-default budget here is fixed and the last model is evaluated.
+default budget here is fixed and the last model is evaluated. Boomda's own hyperparameters
+(alpha_1, alpha_2, M_v, the form and the balancing) are the method's options
+(:class:`boomda.methods.boomda.BoomdaOptions`), like every method's.
 """
 
 from __future__ import annotations
@@ -35,33 +37,37 @@ def _option(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def field_options(cls: type) -> list[tuple[str, type, str, Any]]:
+    """(name, type, help, default) of every field of the dataclass ``cls`` that has a help text
+    (see :func:`_option`), in field order."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.metadata["help"], f.default)
+            for f in fields(cls) if "help" in f.metadata]
+
+
 def train_options() -> list[tuple[str, type, str, Any]]:
     """(name, type, help, default) of every ``TrainConfig`` option that takes one number or
     word, in field order: the command line's training options are exactly these."""
-    import typing
-
-    hints = typing.get_type_hints(TrainConfig)
-    return [(f.name, hints[f.name], f.metadata["help"], f.default)
-            for f in fields(TrainConfig) if "help" in f.metadata]
+    return field_options(TrainConfig)
 
 
 #: the optimisers and learning-rate schedules ``TrainConfig`` offers
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "inverse")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class TrainConfig:
     """Hyperparameters of one training run.
 
-    ``options`` holds the method's own hyperparameters (e.g. ``trade_off`` for the adversarial
-    baselines); each method documents and validates its options.
+    ``options`` holds the method's own hyperparameters: Boomda's ``alpha1``, ``alpha2``,
+    ``vote_threshold``, ``gamma_solver``, ``gamma_normalization`` and ``ca_form``
+    (:class:`boomda.methods.boomda.BoomdaOptions`), ``trade_off`` for the adversarial baselines,
+    ...; each method documents and validates its options.
     """
 
     method: str = _option("boomda", "the method: Boomda, an ablation variant or a baseline")
-    gamma_solver: str = _option("closed_form", "how Boomda weighs its alignment objectives")
-    gamma_normalization: str = _option("none", "gradient normalisation before balancing")
-    ca_form: str = _option("correlation", "correlation-alignment form")
     epochs: int = _option(30, "passes over the source training set")
     batch_size: int = _option(48, "source (and target) samples per step")
     lr: float = _option(1e-3, "learning rate")
@@ -73,33 +79,24 @@ class TrainConfig:
                                            "p (Ganin et al. 2016)")
     grad_clip: float = _option(0.0, "clip the gradients' global norm to this value; 0: off")
     beta: float = _option(5e-4, "weight of the IB log-determinant")
-    alpha1: float = _option(0.5, "weight of the pseudo-label loss")
-    alpha2: float = _option(100.0, "weight of the correlation alignment")
-    vote_threshold: int = _option(3, "M_v, votes needed to keep a pseudo-label")
     dim: int = _option(256, "representation size d")
     hidden: int = _option(512, "hidden width of the feature encoders")
     dropout: float = _option(0.1, "dropout of the feature encoders")
+    modality_dropout: float = _option(
+        0.0, "probability of zeroing a modality's representation before fusion, per sample "
+             "and step (ModDrop, Neverova et al. 2016): trains the fused head for inputs "
+             "that lack a modality; 0: off")
     seed: int = _option(0, "seed of training, and of the split and shifts unless "
                            "data.split_seed")
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _option("fp32", "fp32, or bf16: the network's forward pass autocast to "
+                                     "bfloat16, the alignment, Q and the IB term in fp32")
     options: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self, n_modalities: int | None = None) -> None:
-        """Raise :class:`ConfigError` naming the first bad option."""
-        from boomda.balance import BALANCERS, check_normalization
-        from boomda.losses import CA_FORMS
-        from boomda.methods import METHODS
-
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        METHODS[self.method].parse_options(self.options)
-        if self.gamma_solver not in BALANCERS:
-            raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
-                              f"{', '.join(BALANCERS)}")
-        check_normalization(self.gamma_normalization)
-        if self.ca_form not in CA_FORMS:
-            raise ConfigError(f"unknown ca_form {self.ca_form!r}; choose from "
-                              f"{', '.join(CA_FORMS)}")
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad option. The method's name and its
+        options are checked against the method registry by
+        :func:`boomda.methods.check_config`, which also calls this."""
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
         _check(self.batch_size >= 2, "batch_size",
                "must be at least 2 (a covariance needs 2 samples)", self.batch_size)
@@ -112,18 +109,14 @@ class TrainConfig:
         _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
                f"must be one of {', '.join(LR_SCHEDULES)}", self.lr_schedule)
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)", self.grad_clip)
-        for name in ("beta", "alpha1", "alpha2"):
-            _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
-        _check(self.vote_threshold >= 1, "vote_threshold", "(M_v) must be at least 1",
-               self.vote_threshold)
-        if n_modalities is not None and self.vote_threshold > n_modalities + 1:
-            raise ConfigError(
-                f"vote_threshold (M_v) = {self.vote_threshold} exceeds M+1 = {n_modalities + 1} "
-                f"voting heads for {n_modalities} modalities"
-            )
+        _check(self.beta >= 0, "beta", "must be >= 0", self.beta)
         _check(self.dim >= 1 and self.hidden >= 1, "dim/hidden", "must be positive",
                (self.dim, self.hidden))
         _check(0 <= self.dropout < 1, "dropout", "must lie in [0, 1)", self.dropout)
+        _check(0 <= self.modality_dropout < 1, "modality_dropout", "must lie in [0, 1)",
+               self.modality_dropout)
+        _check(self.precision in PRECISIONS, "precision", f"must be one of "
+               f"{', '.join(PRECISIONS)}", self.precision)
         _check(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
                "must be auto, cpu or cuda[:N]", self.device)
 
@@ -152,7 +145,9 @@ class RawModalityConfig:
 
     ``signal``: ``audio``, ``video`` or ``text`` (a column of the corpus). ``backbone``: a local
     folder of a ``transformers`` model (speech model for audio, BERT family for text, image model
-    for video frames) with its tokenizer for text. ``trainable_layers``: k, the last k
+    for video frames) with its tokenizer for text, or its Hugging Face hub id (``org/name``,
+    optionally ``@revision``), fetched once into the Hugging Face cache
+    (:mod:`boomda.nn.hub`). ``trainable_layers``: k, the last k
     transformer layers trained. ``encoder``: ``textcnn`` or ``lstm`` (default: TextCNN for audio
     and text, LSTM for video). ``corruption``: the target corruption, ``"default"`` for the
     paper's (``noise:snr=1`` audio, ``darken_noise:brightness=0.2,snr=0.5`` video,
@@ -191,7 +186,8 @@ class RawDataConfig:
     ``max_seconds``: audio is cut to its first seconds; ``n_frames``: frames sampled
     evenly per clip; ``max_tokens``: transcripts are cut to this many tokens. ``cache_dir``:
     where the frozen backbone outputs are cached (empty: no cache); ``cache_dtype``: float16
-    (half the disk and memory) or float32.
+    (half the disk and memory) or float32. ``allow_download``: false never fetches a backbone
+    given by hub id (it must be in the Hugging Face cache already), as ``HF_HUB_OFFLINE=1`` does.
     """
 
     corpus: str = "manifest"
@@ -208,6 +204,7 @@ class RawDataConfig:
     max_tokens: int = 64
     cache_dir: str = ".boomda-cache"
     cache_dtype: str = "float16"
+    allow_download: bool = True
 
     def modality_configs(self, where: str = "raw") -> dict[str, RawModalityConfig]:
         """``modalities`` as typed configs; raises naming the first bad entry."""
@@ -215,7 +212,7 @@ class RawDataConfig:
 
         if not isinstance(self.modalities, Mapping) or len(self.modalities) < 2:
             raise ConfigError(f"{where}.modalities: name at least 2 modalities, each with a "
-                              f"signal and a backbone folder")
+                              f"signal and a backbone (folder or hub id)")
         out = {}
         for name, raw in self.modalities.items():
             spec = _build(RawModalityConfig, raw or {}, f"{where}.modalities.{name}")
@@ -227,7 +224,7 @@ class RawDataConfig:
                                   f"(empty: the paper's for the signal), got {spec.encoder!r}")
             if not spec.backbone:
                 raise ConfigError(f"{where}.modalities.{name}.backbone: give the local folder "
-                                  f"of a transformers model")
+                                  f"or the Hugging Face hub id of a transformers model")
             out[str(name)] = spec
         return out
 
@@ -253,6 +250,15 @@ class RawDataConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Where a run's training curves go besides ``metrics.jsonl`` (always written, the source of
+    truth). ``tensorboard``: also write every step's values as TensorBoard events under
+    ``<run folder>/tensorboard/`` (:mod:`boomda.board`; needs the ``tensorboard`` package)."""
+
+    tensorboard: bool = False
+
+
+@dataclass
 class RunConfig:
     """A whole run: data, training and where the run folder goes.
 
@@ -270,6 +276,9 @@ class RunConfig:
     tags: dict[str, str] = field(default_factory=dict)
     #: save the training state every this many epochs (``boomda run --resume``); 0: never
     checkpoint_every: int = 1
+    #: training curves besides metrics.jsonl (not part of the run's settings: left out of its
+    #: config fingerprint)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -287,7 +296,8 @@ class RunConfig:
                 data.modalities = []
             if "shifts" not in given:
                 data.shifts = {}
-        train = _build(TrainConfig, raw.get("train") or {}, f"{where}.train")
+        train = assign(TrainConfig(), raw.get("train") or {}, f"{where}.train",
+                       message=lambda key: _train_key_message(key, f"{where}.train"))
         raw_data = None
         if raw.get("raw") is not None:
             raw_data = _build(RawDataConfig, raw["raw"], f"{where}.raw")
@@ -298,12 +308,20 @@ class RunConfig:
         every = coerce_to(raw.get("checkpoint_every", 1), int, f"{where}.checkpoint_every")
         _check(every >= 0, f"{where}.checkpoint_every", "must be 0 (never) or a number of "
                "epochs", every)
+        logging = _build(LoggingConfig, raw.get("logging") or {}, f"{where}.logging")
         return cls(data, train, str(raw.get("out", "runs")), raw.get("name"), raw_data,
-                   {str(k): str(v) for k, v in tags.items()}, every)
+                   {str(k): str(v) for k, v in tags.items()}, every, logging)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(load_yaml_mapping(path, "config file"), where=str(path))
+
+
+def _train_key_message(key: str, where: str) -> str:
+    allowed = ", ".join(f.name for f in fields(TrainConfig))
+    return (f"{where}: unknown option {key!r}; allowed: {allowed}. A method's own options "
+            f"(Boomda's alpha1, alpha2, vote_threshold, gamma_solver, gamma_normalization, "
+            f"ca_form; a baseline's trade_off, ...) go under {where}.options")
 
 
 def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:

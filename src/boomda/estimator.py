@@ -16,10 +16,11 @@ from boomda.config import TrainConfig, assign
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, DataError
-from boomda.evaluate import evaluate, predict_logits
-from boomda.methods import build_method
+from boomda.evaluate import evaluate, predict_logits, prediction_scores
+from boomda.methods import build_method, check_config
 from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
 from boomda.nn.net import MultimodalNet
+from boomda.partial import PartialInput, partial_input, predict_partial, resolve_strategy
 from boomda.runtime import resolve_device, seed_everything
 from boomda.train import StepLog, Trainer, stored_state
 
@@ -34,13 +35,19 @@ class DomainAdapter:
     >>> adapter.evaluate(pair.target)           # {'weighted_f1': ..., 'accuracy': ...}
     >>> adapter.save("model.pt"); DomainAdapter.load("model.pt").predict(views)
 
-    Keyword arguments are :class:`~boomda.config.TrainConfig` options (``method``,
-    ``gamma_solver``, ``epochs``, ``lr``, ``alpha2``, ...).
+    Keyword arguments are :class:`~boomda.config.TrainConfig` options (``method``, ``epochs``,
+    ``lr``, ...) or options of the method, added to ``TrainConfig.options`` (Boomda's
+    ``alpha2``, ``gamma_solver``, ...; ``trade_off`` for the adversarial baselines; see
+    docs/method.md and docs/baselines.md).
     """
 
     def __init__(self, config: TrainConfig | None = None, **options) -> None:
-        config = assign(dataclasses.replace(config or TrainConfig()), options, "")
-        config.validate()
+        config = dataclasses.replace(config or TrainConfig())
+        own = {f.name for f in dataclasses.fields(TrainConfig)}
+        method_options = {k: options.pop(k) for k in list(options) if k not in own}
+        assign(config, options, "")
+        config.options = {**config.options, **method_options}
+        check_config(config)
         self.config = config
         self.net: MultimodalNet | None = None
         self.method = None
@@ -76,7 +83,7 @@ class DomainAdapter:
             raise DataError(f"a multimodal model needs at least 2 modalities, got "
                             f"{pair.modalities}")
         cfg = self.config
-        cfg.validate(n_modalities=len(pair.modalities))
+        check_config(cfg, n_modalities=len(pair.modalities))
         seed_everything(cfg.seed)
         encoders = dict((encoders(cfg.dim, cfg.dropout) if callable(encoders) else encoders)
                         or {})
@@ -87,7 +94,8 @@ class DomainAdapter:
                 raise DataError(f"modality {m!r} holds feature vectors, but a sequence encoder "
                                 f"was given for it")
         self.net = MultimodalNet(pair.source.dims, pair.n_classes, cfg.dim, cfg.hidden,
-                                 cfg.dropout, encoders=encoders)
+                                 cfg.dropout, encoders=encoders,
+                                 modality_dropout=cfg.modality_dropout)
         self.method = build_method(cfg.method, self.net, cfg)
         trainer = Trainer(self.method, cfg, self.device)
         self.history = trainer.fit(pair, on_step=on_step, progress=progress,
@@ -120,22 +128,68 @@ class DomainAdapter:
                                 f"{'packed sequences' if sequence else 'feature vectors'}")
         return data
 
-    def predict_proba(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> np.ndarray:
-        """Class probabilities (N, C) of the fused head."""
-        data = self._as_data(inputs)
-        logits = predict_logits(self.net, data, self.device)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    def partial_input(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
+                      mask: Mapping[str, np.ndarray] | None = None,
+                      labels: np.ndarray | None = None) -> PartialInput:
+        """``inputs`` checked against the model, with its absent modalities found (a missing
+        array, rows of NaN, ``mask``: modality -> (N,) bool, True where present) and filled;
+        ``.describe()`` names what is absent (see :mod:`boomda.partial`). The prediction
+        methods accept what this returns in place of ``inputs``."""
+        if isinstance(inputs, PartialInput):
+            if mask is not None or labels is not None:
+                raise DataError("mask/labels: the input is already a PartialInput")
+            return inputs
+        net = self._require_fitted()
+        sequences = {m: isinstance(net.encoders[m], BackboneEncoder) for m in net.modalities}
+        part = partial_input(inputs, net.modalities, net.dims, sequences, mask, labels=labels)
+        part.data = self._as_data(part.data)
+        return part
 
-    def predict(self, inputs: MultimodalData | Mapping[str, np.ndarray]) -> np.ndarray:
-        """Predicted class indices (N,) of the fused head."""
-        data = self._as_data(inputs)
-        return predict_logits(self.net, data, self.device).argmax(axis=1)
+    def _predict_partial(self, part: PartialInput, strategy: str):
+        return predict_partial(self.net, part,
+                               resolve_strategy(strategy, self.config.modality_dropout),
+                               self.device)
 
-    def evaluate(self, data: MultimodalData, name: str = "data") -> dict:
-        """Weighted F1 and accuracy (x100) on labelled ``data``."""
-        checked = self._as_data(data)
+    def predict_proba(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
+                      mask: Mapping[str, np.ndarray] | None = None,
+                      strategy: str = "auto") -> np.ndarray:
+        """Class probabilities (N, C): the fused head's for a complete sample; for a sample that
+        lacks a modality (see :meth:`partial_input`), ``strategy``'s: ``heads`` (mean of the
+        probabilities of the present modalities' heads), ``fused`` (the fused head with the
+        absent representations zeroed) or ``auto`` (``fused`` for a model trained with
+        ``modality_dropout``, else ``heads``); see :mod:`boomda.partial`."""
+        resolve_strategy(strategy, self.config.modality_dropout)
+        part = self.partial_input(inputs, mask)
+        if part.complete.all():
+            logits = predict_logits(self.net, part.data, self.device)
+            return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return self._predict_partial(part, strategy).proba
+
+    def predict(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
+                mask: Mapping[str, np.ndarray] | None = None,
+                strategy: str = "auto") -> np.ndarray:
+        """Predicted class indices (N,): the fused head's for a complete sample, ``strategy``'s
+        for one that lacks a modality (see :meth:`predict_proba`)."""
+        resolve_strategy(strategy, self.config.modality_dropout)
+        part = self.partial_input(inputs, mask)
+        if part.complete.all():
+            return predict_logits(self.net, part.data, self.device).argmax(axis=1)
+        return self._predict_partial(part, strategy).pred
+
+    def evaluate(self, data: MultimodalData | PartialInput, name: str = "data",
+                 mask: Mapping[str, np.ndarray] | None = None, strategy: str = "auto") -> dict:
+        """Weighted F1 and accuracy (x100) on labelled ``data``, which may lack modalities
+        (predicted as :meth:`predict` does)."""
+        resolve_strategy(strategy, self.config.modality_dropout)
+        part = self.partial_input(data, mask)
+        checked = part.data
+        if checked.labels is None:
+            raise DataError(f"{name}: labels are needed to evaluate")
         checked.check_labels(self.net.n_classes, f"{name}.labels")
-        return evaluate(self.net, checked, self.device, name)
+        if part.complete.all():
+            return evaluate(self.net, checked, self.device, name)
+        pred = self._predict_partial(part, strategy).pred
+        return prediction_scores(checked.labels, pred, self.net.n_classes)
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -183,7 +237,7 @@ class DomainAdapter:
         specs = json.loads(payload.get("encoders") or "{}")
         encoders = {m: build_backbone_encoder(spec) for m, spec in specs.items()}
         adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
-                                    encoders=encoders)
+                                    encoders=encoders, modality_dropout=cfg.modality_dropout)
         adapter.method = build_method(cfg.method, adapter.net, cfg)
         expected = set(stored_state(adapter.method))
         stored = set(payload["state_dict"])

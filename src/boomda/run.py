@@ -11,7 +11,8 @@ import platform
 import socket
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +20,16 @@ import numpy as np
 import torch
 import yaml
 
-from boomda import rundir
+from boomda import distributed, rundir
 from boomda.atomic import atomic_write, atomic_write_text
+from boomda.board import TensorBoardLog, require_tensorboard
 from boomda.config import RunConfig
 from boomda.data.container import MultimodalData
 from boomda.data.mfeat import load_multiple_features
 from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, DataError
 from boomda.estimator import DomainAdapter
+from boomda.methods import check_config
 from boomda.train import StepLog
 
 
@@ -41,20 +44,26 @@ def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
 
         return load_htad()
     path = Path(dataset)
-    if not path.is_file():
-        raise DataError(f"dataset {dataset!r}: no such file (use 'mfeat' for the embedded data "
-                        f"or the path of a .npz file)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
+    arrays = read_npz(dataset)
     if "labels" not in arrays and labels_required:
         raise DataError(f"{path}: has no 'labels' array (found {', '.join(arrays)})")
     labels = arrays.pop("labels", None)
     if labels is not None and labels_required:  # training data: the labels define the classes
         check_class_labels(labels, f"{path}: labels")
     return MultimodalData(arrays, labels, name=str(path))
+
+
+def read_npz(dataset: str) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file, unchecked; DataError when it cannot be read."""
+    path = Path(dataset)
+    if not path.is_file():
+        raise DataError(f"dataset {dataset!r}: no such file (use 'mfeat' for the embedded data "
+                        f"or the path of a .npz file)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
 
 
 def check_class_labels(labels: np.ndarray, what: str) -> None:
@@ -122,6 +131,8 @@ def environment() -> dict:
         "machine": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # data-parallel processes (boomda.distributed); 1: one process
+        "processes": distributed.world().size if distributed.world() is not None else 1,
     }
 
 
@@ -145,7 +156,9 @@ def default_run_name(config: RunConfig) -> str:
 def _prepare(config: RunConfig, progress: bool):
     """The domain pair (and the backbone encoders of a raw corpus) of ``config``; fills in the
     config's resolved data settings."""
-    config.train.validate()
+    check_config(config.train)
+    if config.logging.tensorboard:  # before the data are prepared
+        require_tensorboard()
     encoders = None
     if config.raw is not None:
         from boomda.data.raw_pair import build_raw_pair
@@ -160,7 +173,7 @@ def _prepare(config: RunConfig, progress: bool):
         config.data.shifts = dict(pair.info["corruptions"])
     else:
         pair = build_pair(config)
-    config.train.validate(n_modalities=len(pair.modalities))
+    check_config(config.train, n_modalities=len(pair.modalities))
     if not config.data.modalities:
         config.data.modalities = list(pair.modalities)
     return pair, encoders
@@ -172,17 +185,22 @@ def run_experiment(
     progress: bool = False,
     on_step: Callable[[StepLog], None] | None = None,
     overwrite: bool = False,
-) -> RunResult:
+) -> RunResult | None:
     """Train and evaluate one configuration and write its run folder under ``config.out``.
 
     The folder (``config.name``, else a name that cannot collide) is created exclusively: an
     existing one is an error unless ``overwrite``. Contents: see :mod:`boomda.rundir`. Every
     final file appears atomically; a killed run keeps its last checkpoint, from which
-    :func:`resume_experiment` continues it.
+    :func:`resume_experiment` continues it. In data-parallel training (:mod:`boomda.distributed`)
+    rank 0 writes the folder and returns the result; the other ranks train and return None.
     """
     wall_start = time.perf_counter()
     fingerprint = rundir.config_fingerprint(config)
-    config.train.validate()
+    check_config(config.train)
+    given_device = config.train.device
+    config.train.device = distributed.setup(given_device)
+    if not distributed.is_writer():
+        return _follow(config, None)
     if config.name is not None:  # a bad name fails before the data are prepared
         _check_name(config)
     pair, encoders = _prepare(config, progress)
@@ -191,6 +209,7 @@ def run_experiment(
     identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
     resolved = {**config.to_dict(), "run": identity, "environment": environment(),
                 "pair": pair.info}
+    resolved["train"]["device"] = given_device  # as asked; each rank's: environment.processes
     atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
     return _train(config, pair, encoders, folder, identity, None, progress, on_step,
                   wall_start)
@@ -210,7 +229,7 @@ def resume_experiment(
     *,
     progress: bool = False,
     on_step: Callable[[StepLog], None] | None = None,
-) -> RunResult:
+) -> RunResult | None:
     """Continue the unfinished run in ``folder`` from its last checkpoint, with the config it was
     started with. The result equals the uninterrupted run's (on CPU, bit for bit: parameters,
     metrics and scores; only the timings differ)."""
@@ -242,6 +261,9 @@ def resume_experiment(
     if not isinstance(state, dict) or state.get("run_id") != identity["id"]:
         raise BoomdaError(f"{folder / rundir.CHECKPOINT}: belongs to another run than "
                           f"{rundir.CONFIG}; start the run again with --overwrite")
+    config.train.device = distributed.setup(config.train.device)
+    if not distributed.is_writer():
+        return _follow(config, state)
     now = environment()
     changed = [k for k in ("boomda_version", "torch_version") if environment_then.get(k) != now[k]]
     if changed:
@@ -254,9 +276,17 @@ def resume_experiment(
                   wall_start)
 
 
+def _follow(config: RunConfig, resume: dict | None) -> None:
+    """A data-parallel rank other than 0 (:mod:`boomda.distributed`): the same data and the
+    same training steps as rank 0, which alone writes the run folder and evaluates."""
+    pair, encoders = _prepare(config, progress=False)
+    DomainAdapter(config.train).fit(pair, encoders=encoders, resume=resume)
+
+
 def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity: dict,
            resume: dict | None, progress: bool, on_step, wall_start: float) -> RunResult:
     partial = folder / rundir.METRICS_PARTIAL
+    kept: list[str] | None = None
     if resume is not None:
         # keep the metrics of the steps before the checkpoint; drop those logged after it
         kept = _metric_lines(partial)[: int(resume["step"])]
@@ -264,15 +294,21 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
     checkpoint_file = folder / rundir.CHECKPOINT
     before = float(resume.get("train_seconds", 0.0)) if resume is not None else 0.0
     start = time.perf_counter()
-    with partial.open("a" if resume is not None else "w") as fh:
+    with (partial.open("a" if resume is not None else "w") as fh,
+          _tensorboard(config, folder, list(pair.modalities), kept) as board):
         def record(log: StepLog) -> None:
-            fh.write(json.dumps(log.to_dict()) + "\n")
+            line = log.to_dict()
+            fh.write(json.dumps(line) + "\n")
+            if board is not None:  # the same values as metrics.jsonl
+                board.write(line)
             if on_step is not None:
                 on_step(log)
 
         def save_checkpoint(state: dict) -> None:
             fh.flush()
             os.fsync(fh.fileno())
+            if board is not None:
+                board.flush()
             state["run_id"] = identity["id"]
             state["train_seconds"] = before + time.perf_counter() - start
             atomic_write(checkpoint_file, lambda tmp: torch.save(state, tmp))
@@ -290,9 +326,7 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
     results = rundir.RunResults(
         run=identity,
         method=config.train.method,
-        gamma_solver=config.train.gamma_solver,
-        gamma_normalization=config.train.gamma_normalization,
-        ca_form=config.train.ca_form,
+        options=dataclasses.asdict(adapter.method.options),
         tags=dict(config.tags),
         modalities=list(pair.modalities),
         seed=config.train.seed,
@@ -307,7 +341,7 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         validators={k: (v if math.isfinite(v) else None)
                     for k, v in score_model(adapter, pair).items()},
         raw=({k: pair.info[k] for k in ("n_utterances", "skipped_missing", "skipped_unreadable",
-                                        "cache")}
+                                        "cache", "backbones")}
              if config.raw is not None else None),
         steps=len(adapter.history),
         resumed_at_step=int(resume["step"]) if resume is not None else None,
@@ -317,10 +351,37 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
     if config.raw is not None:
         adapter.metadata = {"classes": pair.info["classes"], "raw": dataclasses.asdict(config.raw)}
     adapter.save(folder / rundir.MODEL)
+    # the per-modality shift of the pair and of the learned representations (no labels); a
+    # diagnostic: when it cannot be computed, the run says why and still finishes
+    from boomda.diagnose import diagnose
+
+    try:
+        diagnose(pair.source, pair.target, adapter, seed=split_seed(config)).write_json(
+            folder / rundir.DIAGNOSIS)
+    except BoomdaError as error:
+        import warnings
+
+        warnings.warn(f"{folder}: no {rundir.DIAGNOSIS} ({error})", stacklevel=2)
     results.wall_seconds = time.perf_counter() - wall_start
     results.write(folder)
     checkpoint_file.unlink(missing_ok=True)
     return RunResult(folder, results.to_dict(), adapter, results)
+
+
+@contextmanager
+def _tensorboard(config: RunConfig, folder: Path, modalities: list[str],
+                 kept: list[str] | None) -> Iterator[TensorBoardLog | None]:
+    """The run's TensorBoard log (None unless ``config.logging.tensorboard``), closed at the end;
+    a resumed run's events are rewritten from the ``kept`` lines of metrics.jsonl first."""
+    if not config.logging.tensorboard:
+        yield None
+        return
+    replay = None if kept is None else [json.loads(line) for line in kept]
+    board = TensorBoardLog(folder / rundir.TENSORBOARD, [*modalities, "fused"], replay)
+    try:
+        yield board
+    finally:
+        board.close()
 
 
 def _metric_lines(path: Path) -> list[str]:

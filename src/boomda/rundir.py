@@ -6,8 +6,12 @@ A run folder holds
 - ``metrics.jsonl``: one line per step (``metrics.jsonl.partial`` while training);
 - ``checkpoint.pt``: the training state, written atomically every ``checkpoint_every`` epochs
   while the run is unfinished (``boomda run --resume``), removed once the run is done;
+- ``diagnosis.json``: the per-modality shift of the pair and of the trained model's
+  representations (:mod:`boomda.diagnose`), to read next to the balancing weights;
 - ``model.pt`` and ``results.json`` (:class:`RunResults`), written last; ``results.json``
-  repeats the identity.
+  repeats the identity;
+- ``tensorboard/``: the curves of metrics.jsonl as TensorBoard events, when logged
+  (:mod:`boomda.board`).
 
 A run's identity is a random id, given when its folder is created, and the fingerprint of the
 config it was asked to run (:func:`config_fingerprint`). A folder is *done* only when
@@ -35,19 +39,24 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 RESULTS = "results.json"
 ERROR = "error.txt"
+DIAGNOSIS = "diagnosis.json"
+#: the folder of the TensorBoard event files (``logging: {tensorboard: true}``, boomda.board)
+TENSORBOARD = "tensorboard"
 
 #: statuses of a run folder
 DONE, FAILED, MISSING, UNFINISHED, STALE = "done", "failed", "missing", "unfinished", "stale"
 
 #: the files a run folder may hold (anything else means the folder is not only a run folder)
-RUN_FILES = {CONFIG, METRICS, METRICS_PARTIAL, CHECKPOINT, MODEL, RESULTS, ERROR}
+RUN_FILES = {CONFIG, METRICS, METRICS_PARTIAL, CHECKPOINT, MODEL, RESULTS, ERROR, TENSORBOARD,
+             DIAGNOSIS}
 
 
 def config_fingerprint(config: Any) -> str:
     """SHA-256 (16 hex digits) of a run config's settings: everything but where the run folder
-    goes (``out``, ``name``). ``config`` is a :class:`~boomda.config.RunConfig` or its dict."""
+    goes (``out``, ``name``) and where its curves are logged besides metrics.jsonl
+    (``logging``). ``config`` is a :class:`~boomda.config.RunConfig` or its dict."""
     d = config if isinstance(config, dict) else config.to_dict()
-    settings = {k: v for k, v in d.items() if k not in ("out", "name")}
+    settings = {k: v for k, v in d.items() if k not in ("out", "name", "logging")}
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -170,7 +179,8 @@ def create_run_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
 class RunResults:
     """``results.json``: what a finished run measured, and which run it was (``run``).
 
-    Scores are weighted F1 and accuracy x 100 with the sample count (``target``,
+    ``options``: every option of the method, defaults included. Scores are weighted F1 and
+    accuracy x 100 with the sample count (``target``,
     ``source_holdout``); ``final_gamma`` maps each objective (modalities, then ``fused``) to its
     last balancing weight; ``validators`` holds the label-free scores (``boomda.select``; None
     where not finite); ``tags`` are a grid's labels (``task``, ``point``), written at the top
@@ -179,9 +189,7 @@ class RunResults:
 
     run: dict[str, str]
     method: str
-    gamma_solver: str
-    gamma_normalization: str
-    ca_form: str
+    options: dict[str, Any] | None
     modalities: list[str]
     seed: int
     target: dict[str, float]
@@ -200,9 +208,9 @@ class RunResults:
     TAGS = ("task", "point")
 
     def to_dict(self) -> dict[str, Any]:
-        """The file's JSON object: the fields in order, the tags after ``ca_form``."""
+        """The file's JSON object: the fields in order, the tags after ``options``."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tags"}
-        head = list(d)[:list(d).index("ca_form") + 1]
+        head = list(d)[:list(d).index("options") + 1]
         return {**{k: d[k] for k in head}, **self.tags,
                 **{k: v for k, v in d.items() if k not in head}}
 

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from boomda import distributed
 from boomda.config import TrainConfig
 from boomda.data.container import MultimodalData, step_counts
 from boomda.data.pair import DomainPair
-from boomda.errors import DataError, TrainingError
+from boomda.errors import ConfigError, DataError, TrainingError
 from boomda.methods import Batch, Method
 from boomda.nn.backbone_encoder import BackboneEncoder
 from boomda.runtime import resolve_device, seed_everything  # noqa: F401 - re-exported
@@ -132,6 +133,11 @@ class Trainer:
         self.params = [p for p in method.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        method.net.autocast_dtype = AUTOCAST[config.precision]
+        #: what a step calls: the method, or its DistributedDataParallel wrapper
+        self.model: torch.nn.Module = method
+        if distributed.world() is not None:
+            self.model = _data_parallel(method, device)
 
     def fit(
         self,
@@ -179,7 +185,7 @@ class Trainer:
                 start = time.perf_counter()
                 xs, ys = source.next()
                 xt, yt_hidden = target.next()
-                out = self.method.loss_terms(Batch(xs, ys), Batch(xt), step / max(1, total - 1))
+                out = self.model(Batch(xs, ys), Batch(xt), step / max(1, total - 1))
                 loss = out.total()
                 if not torch.isfinite(loss):
                     bad = [k for k, t in out.terms.items() if not torch.isfinite(t)]
@@ -292,6 +298,24 @@ class Trainer:
             n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
             extras={k: float(v) for k, v in out.extras.items()},
         )
+
+
+#: ``TrainConfig.precision`` -> the dtype the network's forward pass is autocast to (None: fp32)
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def _data_parallel(method: Method, device: torch.device) -> torch.nn.Module:
+    """``method`` wrapped for data-parallel training (see :mod:`boomda.distributed`)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    solver = getattr(method.options, "gamma_solver", None)
+    if solver == "mgda_params" and getattr(method, "use_ca", False):
+        raise ConfigError("gamma_solver mgda_params (per-parameter gradients) is not supported "
+                          "in data-parallel training; use closed_form, exact or imtl")
+    ids = [device.index] if device.type == "cuda" else None
+    # buffers (standardisation statistics, discriminators' batch-norm statistics) are computed
+    # from the same global data on every rank: no need to broadcast them at every forward
+    return DistributedDataParallel(method, device_ids=ids, forward_sync_buffers=False)
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig

@@ -124,9 +124,7 @@ def build_raw_pair(
         "skipped_by_reason": dict(corpus.skip_counts),
         "skipped": list(corpus.skipped) + unreadable,
         "corruptions": {m: corruption_to_str(p.corruption) for m, p in pipelines.items()},
-        "backbones": {m: {"source": p.backbone.source, "fingerprint": p.fingerprint[:16],
-                          "trainable_layers": p.backbone.trainable_layers}
-                      for m, p in pipelines.items()},
+        "backbones": {m: p.backbone_record() for m, p in pipelines.items()},
         "cache": None if cache is None else {"dir": str(cache.root), "hits": cache.hits,
                                              "misses": cache.misses},
     }
@@ -154,12 +152,60 @@ def raw_inputs(
     return data, ids, corpus
 
 
+def raw_partial_inputs(
+    raw: RawDataConfig,
+    manifest: str | Path,
+    classes: list[str],
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[MultimodalData, list[str], RawCorpus, dict[str, np.ndarray]]:
+    """As :func:`raw_inputs`, but a row's empty audio, video or text cell leaves that modality
+    absent: also returns the presence mask (modality -> (N,) bool, True where present; absent
+    entries hold one zero step, see :mod:`boomda.partial`)."""
+    specs = raw.modality_configs()
+    corpus = read_manifest(manifest, classes, raw.skip_missing,
+                           sorted({s.signal for s in specs.values()}), labels_required=False,
+                           allow_empty=True)
+    cache, pipelines = _pipelines(raw, specs, torch.device(device))
+    present: dict[str, list[bool]] = {m: [] for m in pipelines}
+    data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,
+                         [], "inputs", progress, present)
+    return data, ids, corpus, {m: np.asarray(v, dtype=bool) for m, v in present.items()}
+
+
+def _fill_cache_sharded(items: list, pipelines: dict[str, SignalPipeline], corrupt: bool,
+                        seed: int) -> None:
+    """In data-parallel training (:mod:`boomda.distributed`) with a cache: each rank computes
+    and caches the frozen states of every N-th item, then all wait for each other, so that the
+    backbones' frozen part runs once per item; the caller then reads every item from the cache.
+    An item that cannot be read is left to the caller, which reports or skips it."""
+    from boomda import distributed
+
+    w = distributed.world()
+    if w is None or any(p.cache is None for p in pipelines.values()):
+        return
+    for item in items[w.rank::w.size]:
+        for p in pipelines.values():
+            if getattr(item, p.signal) is None:
+                continue
+            try:
+                p.frozen_states(item, corrupt, seed)
+            except DataError:
+                break
+    distributed.barrier()
+
+
 def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPipeline],
              corrupt: bool, seed: int, skip: bool, unreadable: list[str], part: str,
-             progress: bool) -> tuple[MultimodalData, list[str]]:
+             progress: bool, present: dict[str, list[bool]] | None = None
+             ) -> tuple[MultimodalData, list[str]]:
+    """Packed frozen states of the ``index`` items. With ``present`` (modality -> list, filled
+    here), an item whose signal is ``None`` gets one zero step for that modality and False."""
     states: dict[str, list[np.ndarray]] = {m: [] for m in pipelines}
     labels, ids = [], []
     items = [corpus.items[i] for i in index]
+    _fill_cache_sharded(items, pipelines, corrupt, seed)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -168,7 +214,10 @@ def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPi
     try:
         for item in items:
             try:
-                row = {m: p.frozen_states(item, corrupt, seed) for m, p in pipelines.items()}
+                row = {m: (p.frozen_states(item, corrupt, seed)
+                           if present is None or getattr(item, p.signal) is not None
+                           else np.zeros((1, p.backbone.hidden_size), p.dtype))
+                       for m, p in pipelines.items()}
             except DataError as error:
                 if not skip:
                     raise DataError(f"{error} (utterance {item.id}; set raw.skip_missing: true "
@@ -180,6 +229,8 @@ def _extract(corpus: RawCorpus, index: np.ndarray, pipelines: dict[str, SignalPi
                     bar.update(1)
             for m, value in row.items():
                 states[m].append(value)
+                if present is not None:
+                    present[m].append(getattr(item, pipelines[m].signal) is not None)
             labels.append(item.label)
             ids.append(item.id)
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from boomda import distributed
 from boomda.config import TrainConfig, assign
 from boomda.losses import information_bottleneck_loss
 from boomda.nn.net import MultimodalNet, NetOutput
@@ -30,10 +31,59 @@ class Batch:
 
 def joint_forward(net: MultimodalNet, source: Batch, target: Batch) -> tuple[NetOutput, int]:
     """One forward pass over the source and target batches stacked; returns the output and the
-    number of source rows (the source part is ``out.rows(slice(0, n))``)."""
+    number of source rows (the source part is ``out.rows(slice(0, n))``).
+
+    In data-parallel training (:mod:`boomda.distributed`) the batches are the global ones: each
+    rank runs the network on its share of the source rows and of the target rows, and the
+    output is the gathered one, in the global order (all source rows, then all target rows)."""
     n = len(source)
-    inputs = {m: stack_rows(source.x[m], target.x[m]) for m in net.modalities}
-    return net(inputs), n
+    if distributed.world() is None:
+        inputs = {m: stack_rows(source.x[m], target.x[m]) for m in net.modalities}
+        return run_net(net, inputs), n
+    inputs = {m: stack_rows(distributed.local_rows(source.x[m]),
+                            distributed.local_rows(target.x[m])) for m in net.modalities}
+    return gather_output(run_net(net, inputs), n // distributed.world().size), n
+
+
+def forward_rows(net: MultimodalNet, x: dict[str, torch.Tensor]) -> NetOutput:
+    """``net(x)`` for a global batch ``x``; in data-parallel training, each rank's share run
+    here and the outputs gathered (see :func:`joint_forward`)."""
+    if distributed.world() is None:
+        return run_net(net, x)
+    return gather_output(run_net(net, {m: distributed.local_rows(v) for m, v in x.items()}), None)
+
+
+def run_net(net: MultimodalNet, x: dict[str, torch.Tensor]) -> NetOutput:
+    """``net(x)``; in training with ``net.autocast_dtype`` set (``precision: bf16``), the
+    forward pass is autocast to that dtype and its outputs returned in fp32, so that the loss
+    terms (alignment, Q, the IB log-determinant) are computed in fp32."""
+    dtype = getattr(net, "autocast_dtype", None)
+    if dtype is None or not net.training:
+        return net(x)
+    device = next(iter(x.values())).device.type
+    with torch.autocast(device, dtype=dtype):
+        out = net(x)
+    return NetOutput([z.float() for z in out.reps], out.fused.float(),
+                     [y.float() for y in out.logits])
+
+
+def gather_output(out: NetOutput, n_source: int | None) -> NetOutput:
+    """Every rank's ``out`` (rows: ``n_source`` source rows then target rows, or one part when
+    ``n_source`` is None) gathered in one collective into the global order: the source rows of
+    ranks 0..N-1, then their target rows."""
+    tensors = [*out.reps, out.fused, *out.logits]
+    widths = [t.shape[1] for t in tensors]
+    size = distributed.world().size
+    rows = tensors[0].shape[0]
+    every = distributed.gather_rows(torch.cat(tensors, dim=1)).reshape(size, rows, -1)
+    if n_source is not None:
+        every = torch.cat([every[:, :n_source].reshape(size * n_source, -1),
+                           every[:, n_source:].reshape(size * (rows - n_source), -1)])
+    else:
+        every = every.reshape(size * rows, -1)
+    parts = list(torch.split(every, widths, dim=1))
+    m = len(out.reps)
+    return NetOutput(parts[:m], parts[m], parts[m + 1:])
 
 
 def stack_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -129,6 +179,11 @@ class Method(nn.Module):
         if check is not None:
             check()
         return options
+
+    def forward(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
+        """:meth:`loss_terms` (what a :class:`~torch.nn.parallel.DistributedDataParallel`
+        wrapper calls)."""
+        return self.loss_terms(source, target, progress)
 
     @abstractmethod
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:

@@ -4,9 +4,10 @@ Total loss, Eq. (14):  L = L_IB + alpha_1 * L_PL + alpha_2 * sum_{m in [M+1]} ga
 
 with L_IB the information-bottleneck loss over all M+1 heads (Eq. 5), L_PL the fused head's
 cross-entropy on voted pseudo-labels (Eqs. 6-9), L_m^CA correlation alignment per modality and for
-the fused representation (Eq. 10, in the form ``config.ca_form``), and gamma from a balancing
-strategy (detached), ``config.gamma_solver`` on gradients normalised by
-``config.gamma_normalization``.
+the fused representation (Eq. 10, in the form ``ca_form``), and gamma from a balancing
+strategy (detached), ``gamma_solver`` on gradients normalised by ``gamma_normalization``. These
+hyperparameters are the method's options (:class:`BoomdaOptions`, set through
+``TrainConfig.options`` like every method's).
 
 Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl`` (PL only),
 ``uniform`` (CA + PL, gamma = 1/(M+1)), ``boomda`` (CA + PL, balanced).
@@ -14,22 +15,70 @@ Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl``
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 
-from boomda.balance import AlignmentProblem, make_balancer
+from boomda.balance import BALANCERS, AlignmentProblem, check_normalization, make_balancer
 from boomda.config import TrainConfig
-from boomda.losses import alignment_loss, pseudo_label_loss, vote_pseudo_labels
+from boomda.errors import ConfigError
+from boomda.losses import CA_FORMS, alignment_loss, pseudo_label_loss, vote_pseudo_labels
 from boomda.methods.base import Batch, Method, MethodOutput, joint_forward, source_loss
 from boomda.nn.net import MultimodalNet
+
+
+def _option(default: Any, help: str) -> Any:
+    """An option with its one-line meaning (the command line's help text)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class BoomdaOptions:
+    """Boomda's hyperparameters (Eq. 14), shared by its ablation variants, which ignore those
+    of the terms they leave out. The defaults: the paper's alpha_1 and M_v; the scale-free
+    ``correlation`` form at alpha_2 = 100 with the closed-form balancing and no normalisation,
+    chosen on the development tasks of the benchmark suite (docs/method.md)."""
+
+    alpha1: float = _option(0.5, "weight of the pseudo-label loss")
+    alpha2: float = _option(100.0, "weight of the correlation alignment")
+    vote_threshold: int = _option(3, "M_v, votes needed to keep a pseudo-label")
+    gamma_solver: str = _option("closed_form", "how Boomda weighs its alignment objectives")
+    gamma_normalization: str = _option("none", "gradient normalisation before balancing")
+    ca_form: str = _option("correlation", "correlation-alignment form")
+
+    def validate(self) -> None:
+        if self.gamma_solver not in BALANCERS:
+            raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
+                              f"{', '.join(BALANCERS)}")
+        check_normalization(self.gamma_normalization)
+        if self.ca_form not in CA_FORMS:
+            raise ConfigError(f"unknown ca_form {self.ca_form!r}; choose from "
+                              f"{', '.join(CA_FORMS)}")
+        for name in ("alpha1", "alpha2"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"option {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.vote_threshold < 1:
+            raise ConfigError(f"option vote_threshold (M_v) must be at least 1, got "
+                              f"{self.vote_threshold!r}")
+
+    def check_modalities(self, n_modalities: int) -> None:
+        """M_v cannot exceed the M+1 voting heads of ``n_modalities`` modalities."""
+        if self.vote_threshold > n_modalities + 1:
+            raise ConfigError(
+                f"vote_threshold (M_v) = {self.vote_threshold} exceeds M+1 = {n_modalities + 1} "
+                f"voting heads for {n_modalities} modalities"
+            )
 
 
 class BoomdaMethod(Method):
     """IB loss, plus voted pseudo-labels (``use_pl``) and balanced CORAL (``use_ca``).
 
-    The balancing strategy is ``config.gamma_solver`` unless the variant fixes one.
+    The balancing strategy is the option ``gamma_solver`` unless the variant fixes one.
     """
 
     name = "boomda"
+    Options = BoomdaOptions
     use_ca = True
     use_pl = True
     fixed_solver: str | None = None
@@ -39,22 +88,24 @@ class BoomdaMethod(Method):
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
-        self.balancer = make_balancer(self.fixed_solver or config.gamma_solver,
-                                      normalization=config.gamma_normalization)
+        o = self.options
+        o.check_modalities(len(net.modalities))
+        self.balancer = make_balancer(self.fixed_solver or o.gamma_solver,
+                                      normalization=o.gamma_normalization)
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
-        cfg = self.config
+        opt = self.options
         out, n = joint_forward(self.net, source, target)
-        result = MethodOutput({"ib": source_loss(out, n, source.y, cfg)}, {"ib": 1.0})
+        result = MethodOutput({"ib": source_loss(out, n, source.y, self.config)}, {"ib": 1.0})
         if self.use_pl:
             tgt = out.rows(slice(n, None))
-            keep, labels = vote_pseudo_labels(tgt.logits, cfg.vote_threshold)
+            keep, labels = vote_pseudo_labels(tgt.logits, opt.vote_threshold)
             result.terms["pl"] = pseudo_label_loss(tgt.fused_logits, keep, labels)
-            result.weights["pl"] = cfg.alpha1
+            result.weights["pl"] = opt.alpha1
             result.pseudo_keep, result.pseudo_labels = keep, labels
         if self.use_ca:
             names = self.net.modalities + ["fused"]
-            form = cfg.ca_form
+            form = opt.ca_form
             inject = self.inject_gradients and self.balancer.uses_representation_gradients
             if inject:
                 # the alignment on detached copies of Z_1..Z_M: one autograd call gives every
@@ -77,9 +128,9 @@ class BoomdaMethod(Method):
                 # with the representation gradients known, the weighted alignment enters the
                 # backward pass as gradients at Z_1..Z_M: its graph is not traversed again
                 result.terms[f"ca_{name}"] = loss.detach() if inject else loss
-                result.weights[f"ca_{name}"] = cfg.alpha2 * g
+                result.weights[f"ca_{name}"] = opt.alpha2 * g
             if inject:
-                result.injected = [(z, balance.representation_gradient(m, cfg.alpha2))
+                result.injected = [(z, balance.representation_gradient(m, opt.alpha2))
                                    for m, z in enumerate(out.reps)]
             result.gamma, result.r = gamma, balance.r
         return result

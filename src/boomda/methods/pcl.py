@@ -27,7 +27,7 @@ from boomda.config import TrainConfig
 from boomda.errors import ConfigError
 from boomda.losses import domain_adversarial_loss, probabilistic_contrastive_loss
 from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
-from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
+from boomda.methods.base import Batch, MethodOutput, forward_rows, joint_forward, source_loss
 from boomda.nn.adversarial import DomainDiscriminator
 from boomda.nn.net import MultimodalNet
 
@@ -64,7 +64,7 @@ class PCL(AdversarialMethod):
         out, n = joint_forward(self.net, source, target)
         logits = self.discriminator(self.grl(out.fused, progress))
         probs_a = F.softmax(out.fused_logits[n:], dim=1)
-        probs_b = F.softmax(self.net(self.augment(target.x)).fused_logits, dim=1)
+        probs_b = F.softmax(forward_rows(self.net, self.augment(target.x)).fused_logits, dim=1)
         terms = {"ib": source_loss(out, n, source.y, self.config),
                  "domain": domain_adversarial_loss(logits[:n], logits[n:]),
                  "pcl": probabilistic_contrastive_loss(probs_a, probs_b, o.scale)}

@@ -55,7 +55,7 @@ _LEAD_COLUMNS = ["cell_id", "status", "train.method", "data.modalities", "train.
                  "target.weighted_f1", "target.accuracy", "source_holdout.weighted_f1",
                  "source_holdout.accuracy", "wall_seconds", "error"]
 #: results.json keys that repeat the config
-_RESULT_DUPLICATES = {"method", "gamma_solver", "modalities", "seed", "cell"}
+_RESULT_DUPLICATES = {"method", "modalities", "seed", "cell"}
 
 
 def results_table(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
@@ -362,16 +362,19 @@ class SelectionTask:
                         np.array([self.f1[p] for p in pts]))
 
 
-def is_default_point(point: str) -> bool:
-    """Whether every option of a sweep point (``key=value,...``) has its shipped default."""
+def is_default_point(point: str, method: str) -> bool:
+    """Whether every option of a sweep point (``key=value,...``), a train option or an option of
+    ``method``, has its shipped default."""
     from boomda.config import TrainConfig, coerce
+    from boomda.methods import METHODS
 
-    defaults = TrainConfig()
+    owners = [TrainConfig()] + ([METHODS[method].Options()] if method in METHODS else [])
     for item in filter(None, point.split(",")):
         key, _, value = item.partition("=")
-        if not hasattr(defaults, key):
+        owner = next((o for o in owners if hasattr(o, key)), None)
+        if owner is None:
             return False
-        default = getattr(defaults, key)
+        default = getattr(owner, key)
         if coerce(yaml.safe_load(value), default, key) != default:
             return False
     return True
@@ -400,7 +403,7 @@ def selection_tasks(records: Sequence[RunRecord]) -> list[SelectionTask]:
                     values = [r.validators.get(v) for r in runs if r.point == p]
                     finite = [x for x in values if x is not None and math.isfinite(x)]
                     scores[v][p] = statistics.fmean(finite) if finite else math.nan
-            default = next((p for p in points if is_default_point(p)), None)
+            default = next((p for p in points if is_default_point(p, method)), None)
             out.append(SelectionTask(column, method, f1, scores, default, settings))
     return out
 
