@@ -169,3 +169,41 @@ def test_bf16_autocasts_the_network_and_keeps_the_losses_in_fp32():
         assert all(t.dtype == torch.float32 for t in out.terms.values())
         assert all(z.dtype == torch.float32 for z, _ in out.injected)
     assert seen == [torch.float32, torch.bfloat16]
+
+
+def test_the_raw_cache_is_filled_sharded_by_rank(monkeypatch):
+    """With a cache, rank r of N computes the frozen states of items r, r+N, ... (every
+    pipeline of an item that has its signal), then waits at the barrier; without a cache, or in
+    one process, nothing is computed ahead."""
+    from types import SimpleNamespace
+
+    from boomda import distributed
+    from boomda.data import raw_pair
+    from boomda.errors import DataError
+
+    calls, barriers = [], []
+
+    class Pipeline:
+        def __init__(self, signal, cache="a cache"):
+            self.signal, self.cache = signal, cache
+
+        def frozen_states(self, item, corrupt, seed):
+            if item.id == "u3":
+                raise DataError("unreadable")
+            calls.append((self.signal, item.id, corrupt, seed))
+
+    items = [SimpleNamespace(id=f"u{i}", audio="a.wav", text=None if i == 5 else "hi")
+             for i in range(7)]
+    pipes = {"a": Pipeline("audio"), "t": Pipeline("text")}
+    monkeypatch.setattr(distributed, "barrier", lambda: barriers.append(1))
+    raw_pair._fill_cache_sharded(items, pipes, True, 4)  # one process: nothing ahead
+    assert calls == [] and barriers == []
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(1, 2, 1))
+    raw_pair._fill_cache_sharded(items, pipes, True, 4)
+    # u3 fails (left to the caller, which reports it), u5 has no transcript
+    assert calls == [("audio", "u1", True, 4), ("text", "u1", True, 4),
+                     ("audio", "u5", True, 4)]
+    assert barriers == [1]
+    calls.clear()
+    raw_pair._fill_cache_sharded(items, {"a": Pipeline("audio", cache=None)}, True, 4)
+    assert calls == [] and barriers == [1]
