@@ -207,3 +207,15 @@ def test_the_raw_cache_is_filled_sharded_by_rank(monkeypatch):
     calls.clear()
     raw_pair._fill_cache_sharded(items, {"a": Pipeline("audio", cache=None)}, True, 4)
     assert calls == [] and barriers == [1]
+
+
+def test_a_failing_data_parallel_run_ends_in_one_error_line(tmp_path):
+    """An error in the processes (here: a data file that does not exist, found when the data
+    are read) is said once; torchrun's own traceback is not shown; exit code 2."""
+    done = _boomda("run", *ARGS, "--dataset", "nothere.npz", "--nproc", "2", "--out",
+                   str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr and "elastic" not in done.stderr
+    assert len([line for line in lines if "nothere.npz" in line]) == 1, lines
+    assert lines[-1].startswith("boomda: error: the data-parallel run in 2 processes failed")

@@ -302,10 +302,25 @@ def _check_parallel(config: RunConfig, nproc: int) -> None:
     if getattr(options, "gamma_solver", None) == "mgda_params":
         raise ConfigError("--nproc: gamma_solver mgda_params is not supported in data-parallel "
                           "training; use closed_form, exact or imtl")
+    from boomda.runtime import resolve_device
+
+    device = resolve_device(config.train.device)  # CUDA asked for and absent: an error here
+    if device.type == "cuda" and torch_cuda_count() < nproc:
+        raise ConfigError(f"--nproc {nproc}: one GPU per process, and this machine has "
+                          f"{torch_cuda_count()}")
+
+
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """``boomda run ...`` again under ``torchrun --standalone --nproc-per-node nproc``."""
+    """``boomda run ...`` again under ``torchrun --standalone --nproc-per-node nproc``. The
+    processes' output passes through; torchrun's own report of a failed process (a traceback)
+    is replaced by one line, the processes having said what failed."""
+    import re
     import subprocess
 
     rest, skip = [], False
@@ -318,7 +333,34 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
             rest.append(item)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(nproc), "-m", "boomda", *rest]
-    return subprocess.run(command, check=False).returncode
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    launcher = re.compile(rb"^(\[?[EWI]\d{4} |Traceback \(most recent call last\)|"
+                          rb"torch\.distributed\.elastic)")
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    quiet, pending, said = False, b"", set()
+    assert proc.stderr is not None
+    for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+        pending += chunk
+        # forward whole segments (ended by a newline, or tqdm's carriage return)
+        *segments, pending = re.split(rb"(?<=[\n\r])", pending)
+        for segment in segments:
+            quiet = quiet or bool(launcher.match(segment))
+            if segment.startswith(b"boomda: "):  # every process says the same: once
+                if segment in said:
+                    continue
+                said.add(segment)
+            if not quiet:
+                sys.stderr.buffer.write(segment)
+        sys.stderr.buffer.flush()
+    if pending and not quiet:
+        sys.stderr.buffer.write(pending)
+    code = proc.wait()
+    if code != 0:
+        print(f"boomda: error: the data-parallel run in {nproc} processes failed; the "
+              f"processes' errors are above", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _summary(result) -> str:

@@ -64,6 +64,13 @@ def setup(device: str) -> str:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda:  # cuda, cuda:N or auto: each rank takes cuda:LOCAL_RANK
+        if not torch.cuda.is_available():
+            raise ConfigError(f"option device={device!r}, but CUDA is not available on this "
+                              f"machine")
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"process {local} of this machine has no GPU of its own: "
+                              f"{torch.cuda.device_count()} GPU(s) for more processes; start at "
+                              f"most one process per GPU (--nproc / --nproc-per-node)")
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     elif device == "auto":
