@@ -216,3 +216,36 @@ def test_alignment_forms_through_gram_matrices_equal_numpy(n_s, n_t, d):
     assert correlation_alignment_loss(a, b).item() == pytest.approx(
         ((rt - rs) ** 2).sum() / d ** 2, rel=1e-6)
     assert np.allclose(correlation(a).numpy(), rs, atol=1e-7)
+
+
+@pytest.mark.parametrize(("n_source", "n_target", "dims"), [
+    (48, 48, (256, 256, 256)),  # d > B: through (B, B) Gram matrices, fused too
+    (40, 30, (5, 7, 3)),        # d < B for every modality and for the concatenation
+    (48, 36, (16, 8, 40)),      # small modalities, a concatenation larger than the batch
+])
+def test_closed_form_correlation_gradients_equal_autograd(n_source, n_target, dims):
+    """correlation_alignment_with_gradients: the M+1 losses of correlation_alignment_loss (per
+    modality, then on the concatenation) and their gradients w.r.t. each Z_m (source rows then
+    target rows), against autograd through the loss, in float64."""
+    from boomda.losses import correlation_alignment_with_gradients
+
+    gen = torch.Generator().manual_seed(len(dims) + n_target)
+    source = [torch.randn(n_source, d, generator=gen, dtype=torch.float64)
+              * (1 + torch.rand(d, generator=gen, dtype=torch.float64)) for d in dims]
+    target = [torch.randn(n_target, d, generator=gen, dtype=torch.float64) @
+              torch.randn(d, d, generator=gen, dtype=torch.float64) + 0.3 for d in dims]
+    losses, own, fused = correlation_alignment_with_gradients(source, target)
+    zs = [z.clone().requires_grad_() for z in source]
+    zt = [z.clone().requires_grad_() for z in target]
+    reference = ([correlation_alignment_loss(a, b) for a, b in zip(zs, zt, strict=True)]
+                 + [correlation_alignment_loss(torch.cat(zs, dim=1), torch.cat(zt, dim=1))])
+    assert len(losses) == len(dims) + 1
+    for loss, ref in zip(losses, reference, strict=True):
+        assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-12)
+    grads_fused = torch.autograd.grad(reference[-1], zs + zt, retain_graph=True)
+    for m in range(len(dims)):
+        g_own = torch.cat(torch.autograd.grad(reference[m], [zs[m], zt[m]], retain_graph=True))
+        g_fused = torch.cat([grads_fused[m], grads_fused[len(dims) + m]])
+        assert torch.allclose(own[m], g_own, rtol=0, atol=1e-12 * float(g_own.abs().max()))
+        assert torch.allclose(fused[m], g_fused, rtol=0,
+                              atol=1e-12 * float(g_fused.abs().max()))

@@ -65,12 +65,17 @@ class AlignmentProblem:
     ``fused_reps``: when given, the fused loss depends on the concatenation of these tensors
     (detached copies of the representations, as are then ``reps``) rather than on ``reps``, so
     that one ``autograd.grad`` call gives every objective's representation gradient apart.
+    ``gradients``: the representation gradients, when the caller computed them in closed form.
     """
 
     losses: list[torch.Tensor]
     reps: list[torch.Tensor]
     params: list[torch.nn.Parameter] | None = None
     fused_reps: list[torch.Tensor] | None = None
+    #: ``(g, h)`` as :func:`representation_gradients` returns them, when already known (a form
+    #: with closed-form gradients, :data:`boomda.losses.ANALYTIC_FORMS`); the losses may then
+    #: be detached
+    gradients: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
 
 @dataclass
@@ -120,19 +125,23 @@ def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor
 
 
 def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> np.ndarray:
-    """Q (float64, (M+1, M+1)) from :func:`representation_gradients`' output; computed in
-    float64 on the gradients' device with a few batched reductions, copied to the host once."""
+    """Q (float64, (M+1, M+1)) from :func:`representation_gradients`' output.
+
+    When the M representations have one shape: one (2M, 2M) product of the flattened gradients
+    in their own dtype (the entries of Q are its diagonal and the g_m . h_m entries), copied to
+    the host once; else in float64, pair by pair."""
     m_count = len(own)
-    if len({tuple(g.shape) for g in own}) == 1:  # one stacked tensor: 3 reductions in all
-        g = torch.stack([x.detach() for x in own]).double().flatten(1)
-        h = torch.stack([y.detach() for y in fused]).double().flatten(1)
-        values = torch.cat([(g * g).sum(1), (g * h).sum(1), (h * h).sum().reshape(1)])
+    if len({tuple(g.shape) for g in own}) == 1:
+        rows = torch.stack([t.detach().reshape(-1) for t in (*own, *fused)])
+        p = (rows @ rows.T).double().cpu().numpy()
+        idx = np.arange(m_count)
+        values = np.concatenate([p[idx, idx], p[idx, idx + m_count],
+                                 [p[idx + m_count, idx + m_count].sum()]])
     else:
         pairs = [(x.detach().double().flatten(), y.detach().double().flatten())
                  for x, y in zip(own, fused, strict=True)]
         values = torch.stack([x @ x for x, _ in pairs] + [x @ y for x, y in pairs]
-                             + [sum(y @ y for _, y in pairs)])
-    values = values.cpu().numpy()
+                             + [sum(y @ y for _, y in pairs)]).cpu().numpy()
     q = np.zeros((m_count + 1, m_count + 1))
     idx = np.arange(m_count)
     q[idx, idx] = values[:m_count]
@@ -323,6 +332,11 @@ class Balancer(ABC):
     #: True when the strategy's result carries the representation gradients (then the method
     #: may compute the alignment on detached copies and inject them)
     uses_representation_gradients = False
+    #: False when the strategy needs neither the losses' graphs nor the parameters (it reads
+    #: the losses' values and ``AlignmentProblem.gradients``): the method may then give it
+    #: detached losses and closed-form gradients. True, the safe default, for a strategy that
+    #: differentiates the losses itself.
+    needs_loss_graph = True
 
     def __init__(self, normalization: str = "none") -> None:
         check_normalization(normalization)
@@ -350,6 +364,7 @@ class UniformBalancer(Balancer):
     computed, so r is not logged."""
 
     name = "uniform"
+    needs_loss_graph = False
 
     def __call__(self, problem: AlignmentProblem) -> BalanceResult:
         n = len(problem.losses)
@@ -365,10 +380,13 @@ class _GramBalancer(Balancer):
 
     #: the strategy's Q comes from representation gradients, which it keeps in its result
     uses_representation_gradients = True
+    needs_loss_graph = False
 
     def gradients(self, problem: AlignmentProblem):
-        """The representation gradients (kept in the result), or None for a Q of another
-        kind."""
+        """The representation gradients (kept in the result): the problem's when it has them,
+        else by autograd; None for a Q of another kind."""
+        if problem.gradients is not None:
+            return problem.gradients
         return representation_gradients(problem.losses, problem.reps, problem.fused_reps)
 
     def gram(self, problem: AlignmentProblem, gradients) -> np.ndarray:
@@ -410,6 +428,7 @@ class ParameterMGDABalancer(_GramBalancer):
     solve = staticmethod(solve_min_norm_exact)
 
     uses_representation_gradients = False
+    needs_loss_graph = True
 
     def gradients(self, problem: AlignmentProblem):
         return None

@@ -151,6 +151,88 @@ def correlation_alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor) -
     return _gap(_correlation_factor(z_target), _correlation_factor(z_source)) / (d * d)
 
 
+def _factor_with_norms(z: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(S, n)``: :func:`_correlation_factor`'s S and the column norms n it divided by."""
+    a = _covariance_factor(z)
+    n = torch.sqrt((a * a).sum(dim=0) + eps)
+    return a / n, n
+
+
+def _factor_backward(grad_s: torch.Tensor, s: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """The gradient w.r.t. z of a function of ``S = A / n`` (A the centred rows of z over
+    sqrt(B - 1), n_j = sqrt(sum_i A_ij^2 + eps)), given its gradient w.r.t. S:
+    ``dA = (dS - S * sum_i(dS * S)) / n``, then ``dz = (dA - mean_rows(dA)) / sqrt(B - 1)``."""
+    grad_a = (grad_s - s * (grad_s * s).sum(dim=0)) / n
+    return (grad_a - grad_a.mean(dim=0)) / math.sqrt(s.shape[0] - 1)
+
+
+def _correlation_gap_gradients(
+    ss: torch.Tensor, st: torch.Tensor, grams: tuple[torch.Tensor, ...] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``||St^T St - Ss^T Ss||_F^2`` and its gradients w.r.t. Ss and St (``-2 * 2 Ss D`` and
+    ``2 * 2 St D``, D = St^T St - Ss^T Ss), through (d, d) products when d does not exceed the
+    batches, else through the (B, B) Gram matrices ``grams = (Ptt, Pts, Pss)`` (computed here
+    when not given): ``St D = Ptt St - Pts Ss`` and ``Ss D = Pts^T St - Pss Ss``."""
+    if grams is None and _small_dimension(st, ss):
+        diff = st.T @ st - ss.T @ ss
+        return (diff * diff).sum(), -4.0 * (ss @ diff), 4.0 * (st @ diff)
+    ptt, pts, pss = grams if grams is not None else (st @ st.T, st @ ss.T, ss @ ss.T)
+    gap = (ptt * ptt).sum() - 2.0 * (pts * pts).sum() + (pss * pss).sum()
+    return gap, 4.0 * (pss @ ss - pts.T @ st), 4.0 * (ptt @ st - pts @ ss)
+
+
+@torch.no_grad()
+def correlation_alignment_with_gradients(
+    source: list[torch.Tensor], target: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """The M+1 ``correlation`` alignment losses of M representations (each modality's, then the
+    concatenation's) and their gradients, in closed form, without autograd.
+
+    ``source[m]``, ``target[m]``: the two domains' rows of Z_m. Returns ``(losses, own,
+    fused)``: ``own[m]`` the gradient of L_m and ``fused[m]`` that of L_{M+1} w.r.t. Z_m, over
+    the source rows then the target rows (as :func:`boomda.balance.representation_gradients`).
+    The concatenation's correlation factor is the modalities' factors side by side (each
+    column is normalised on its own), so its Gram matrices are the sums of theirs and nothing of
+    the (B, M d) concatenation is formed when its dimension exceeds the batch."""
+    for zs, zt in zip(source, target, strict=True):
+        _check_pair(zs, zt, "correlation_alignment_with_gradients")
+    fs = [_factor_with_norms(z) for z in source]
+    ft = [_factor_with_norms(z) for z in target]
+    losses, own = [], []
+    for (ss, ns), (st, nt) in zip(fs, ft, strict=True):
+        d = ss.shape[1]
+        gap, gs, gt = _correlation_gap_gradients(ss, st)
+        losses.append(gap / (d * d))
+        own.append(torch.cat([_factor_backward(gs / (d * d), ss, ns),
+                              _factor_backward(gt / (d * d), st, nt)]))
+    d_all = sum(ss.shape[1] for ss, _ in fs)
+    ss_all = [ss for ss, _ in fs]
+    st_all = [st for st, _ in ft]
+    if d_all <= max(ss_all[0].shape[0], st_all[0].shape[0]):  # small: the (d, d) products
+        gap, gs, gt = _correlation_gap_gradients(torch.cat(ss_all, dim=1),
+                                                 torch.cat(st_all, dim=1))
+        widths = [ss.shape[1] for ss in ss_all]
+        gs_blocks, gt_blocks = gs.split(widths, dim=1), gt.split(widths, dim=1)
+    else:
+        ptt = sum(st @ st.T for st in st_all)
+        pts = sum(st @ ss.T for st, ss in zip(st_all, ss_all, strict=True))
+        pss = sum(ss @ ss.T for ss in ss_all)
+        gap = (ptt * ptt).sum() - 2.0 * (pts * pts).sum() + (pss * pss).sum()
+        gs_blocks = [4.0 * (pss @ ss - pts.T @ st) for ss, st in zip(ss_all, st_all, strict=True)]
+        gt_blocks = [4.0 * (ptt @ st - pts @ ss) for ss, st in zip(ss_all, st_all, strict=True)]
+    scale = 1.0 / (d_all * d_all)
+    losses.append(gap * scale)
+    fused = [torch.cat([_factor_backward(g_s * scale, ss, ns),
+                        _factor_backward(g_t * scale, st, nt)])
+             for g_s, g_t, (ss, ns), (st, nt) in zip(gs_blocks, gt_blocks, fs, ft, strict=True)]
+    return losses, own, fused
+
+
+#: forms whose M+1 losses and representation gradients have a closed form (see
+#: :func:`correlation_alignment_with_gradients`): Boomda computes them without autograd
+ANALYTIC_FORMS = {"correlation": correlation_alignment_with_gradients}
+
+
 #: the correlation-alignment forms, by the name the ``ca_form`` option takes
 CA_FORMS = {
     "paper": coral_distance,

@@ -23,7 +23,13 @@ import torch
 from boomda.balance import BALANCERS, AlignmentProblem, check_normalization, make_balancer
 from boomda.config import TrainConfig
 from boomda.errors import ConfigError
-from boomda.losses import CA_FORMS, alignment_loss, pseudo_label_loss, vote_pseudo_labels
+from boomda.losses import (
+    ANALYTIC_FORMS,
+    CA_FORMS,
+    alignment_loss,
+    pseudo_label_loss,
+    vote_pseudo_labels,
+)
 from boomda.methods.base import Batch, Method, MethodOutput, joint_forward, source_loss
 from boomda.nn.net import MultimodalNet
 
@@ -82,8 +88,10 @@ class BoomdaMethod(Method):
     use_ca = True
     use_pl = True
     fixed_solver: str | None = None
-    #: inject the alignment's representation gradients when the balancing computed them (see
-    #: MethodOutput.injected); False back-propagates through the alignment losses again
+    #: inject the alignment's representation gradients when they are known without a second
+    #: pass (a closed-form form, :data:`boomda.losses.ANALYTIC_FORMS`, or a balancing that
+    #: computed them; see MethodOutput.injected); False back-propagates through the alignment
+    #: losses
     inject_gradients = True
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
@@ -104,36 +112,55 @@ class BoomdaMethod(Method):
             result.weights["pl"] = opt.alpha1
             result.pseudo_keep, result.pseudo_labels = keep, labels
         if self.use_ca:
-            names = self.net.modalities + ["fused"]
-            form = opt.ca_form
-            inject = self.inject_gradients and self.balancer.uses_representation_gradients
-            if inject:
-                # the alignment on detached copies of Z_1..Z_M: one autograd call gives every
-                # objective's representation gradient, and they reach the encoders injected
-                own = [z.detach().requires_grad_() for z in out.reps]
-                joint = [z.detach().requires_grad_() for z in out.reps]
-                fused = torch.cat(joint, dim=1)
-                problem = AlignmentProblem([alignment_loss(z[:n], z[n:], form) for z in own]
-                                           + [alignment_loss(fused[:n], fused[n:], form)],
-                                           own, None, joint)
-            else:
-                problem = AlignmentProblem(
-                    [alignment_loss(z[:n], z[n:], form) for z in out.reps]
-                    + [alignment_loss(out.fused[:n], out.fused[n:], form)],
-                    out.reps, self.net.encoder_parameters())
-            losses = problem.losses
-            balance = self.balancer(problem)
-            gamma = balance.gamma.tolist()
-            for name, loss, g in zip(names, losses, gamma, strict=True):
-                # with the representation gradients known, the weighted alignment enters the
-                # backward pass as gradients at Z_1..Z_M: its graph is not traversed again
-                result.terms[f"ca_{name}"] = loss.detach() if inject else loss
-                result.weights[f"ca_{name}"] = opt.alpha2 * g
-            if inject:
-                result.injected = [(z, balance.representation_gradient(m, opt.alpha2))
-                                   for m, z in enumerate(out.reps)]
-            result.gamma, result.r = gamma, balance.r
+            self._alignment(out, n, result)
         return result
+
+
+    def _alignment(self, out, n: int, result: MethodOutput) -> None:
+        """The M+1 alignment terms, gamma, and (when their gradients are known without a second
+        pass through the alignment) the gradients to inject at Z_1..Z_M."""
+        opt = self.options
+        names = self.net.modalities + ["fused"]
+        form = opt.ca_form
+        analytic = (ANALYTIC_FORMS.get(form) if self.inject_gradients
+                    and not self.balancer.needs_loss_graph else None)
+        if analytic is not None:
+            # losses and representation gradients in closed form: no autograd graph at all
+            losses, own, fused = analytic([z[:n] for z in out.reps], [z[n:] for z in out.reps])
+            problem = AlignmentProblem(losses, [z.detach() for z in out.reps], None, None,
+                                       (own, fused))
+            balance = self.balancer(problem)
+            g = balance.gamma.tolist()
+            injected = [(z, torch.add(own[m] * (opt.alpha2 * g[m]), fused[m],
+                                      alpha=opt.alpha2 * g[-1]))
+                        for m, z in enumerate(out.reps)]
+        elif self.inject_gradients and self.balancer.uses_representation_gradients:
+            # the alignment on detached copies of Z_1..Z_M: one autograd call gives every
+            # objective's representation gradient, and they reach the encoders injected
+            own_z = [z.detach().requires_grad_() for z in out.reps]
+            joint = [z.detach().requires_grad_() for z in out.reps]
+            fused_z = torch.cat(joint, dim=1)
+            problem = AlignmentProblem([alignment_loss(z[:n], z[n:], form) for z in own_z]
+                                       + [alignment_loss(fused_z[:n], fused_z[n:], form)],
+                                       own_z, None, joint)
+            balance = self.balancer(problem)
+            injected = [(z, balance.representation_gradient(m, opt.alpha2))
+                        for m, z in enumerate(out.reps)]
+        else:
+            problem = AlignmentProblem(
+                [alignment_loss(z[:n], z[n:], form) for z in out.reps]
+                + [alignment_loss(out.fused[:n], out.fused[n:], form)],
+                out.reps, self.net.encoder_parameters())
+            balance = self.balancer(problem)
+            injected = []
+        gamma = balance.gamma.tolist()
+        for name, loss, g in zip(names, problem.losses, gamma, strict=True):
+            # with the representation gradients known, the weighted alignment enters the
+            # backward pass as gradients at Z_1..Z_M: its graph is not traversed (again)
+            result.terms[f"ca_{name}"] = loss.detach() if injected else loss
+            result.weights[f"ca_{name}"] = opt.alpha2 * g
+        result.injected = injected
+        result.gamma, result.r = gamma, balance.r
 
 
 class DirectTransfer(BoomdaMethod):
