@@ -257,6 +257,13 @@ def execute(payloads: list[tuple[str, dict[str, Any]]], runs: Path, options: Ray
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001, S110 - finished meanwhile, or cluster gone
                     pass
+            # a forced cancel kills the task's worker process asynchronously; a cancelled task
+            # ends once its process is gone: wait for that (briefly), so that no cell is
+            # still being written when the bench returns
+            try:
+                ray.wait(list(pending), num_returns=len(pending), timeout=3.0)
+            except Exception:  # noqa: BLE001, S110 - the cluster went away: nothing to wait for
+                pass
             if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, _Stop) \
                     and STOPPED_BY:  # Ray re-raised the stop signal's _Stop as a plain one
                 raise _Stop(STOPPED_BY[-1]) from None
