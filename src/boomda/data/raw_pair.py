@@ -143,12 +143,8 @@ def raw_inputs(
     """Clean (uncorrupted) packed frozen states of the utterances of a manifest CSV, prepared as
     ``raw`` says (the settings a model was trained with): the inputs for prediction. The
     ``label`` column is optional; the data carry labels only when every row has one."""
-    specs = raw.modality_configs()
-    corpus = read_manifest(manifest, classes, raw.skip_missing,
-                           sorted({s.signal for s in specs.values()}), labels_required=False)
-    cache, pipelines = _pipelines(raw, specs, torch.device(device))
-    data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,
-                         [], "inputs", progress)
+    data, ids, corpus, _ = _manifest_inputs(raw, manifest, classes, torch.device(device),
+                                            progress, allow_empty=False)
     return data, ids, corpus
 
 
@@ -163,11 +159,20 @@ def raw_partial_inputs(
     """As :func:`raw_inputs`, but a row's empty audio, video or text cell leaves that modality
     absent: also returns the presence mask (modality -> (N,) bool, True where present; absent
     entries hold one zero step, see :mod:`boomda.partial`)."""
+    return _manifest_inputs(raw, manifest, classes, torch.device(device), progress,
+                            allow_empty=True)
+
+
+def _manifest_inputs(raw: RawDataConfig, manifest: str | Path, classes: list[str],
+                     device: torch.device, progress: bool, allow_empty: bool
+                     ) -> tuple[MultimodalData, list[str], RawCorpus, dict[str, np.ndarray]]:
+    """The clean inputs of a manifest's utterances and their presence mask (all True unless
+    ``allow_empty`` lets a row leave a cell empty)."""
     specs = raw.modality_configs()
     corpus = read_manifest(manifest, classes, raw.skip_missing,
                            sorted({s.signal for s in specs.values()}), labels_required=False,
-                           allow_empty=True)
-    cache, pipelines = _pipelines(raw, specs, torch.device(device))
+                           allow_empty=allow_empty)
+    _, pipelines = _pipelines(raw, specs, device)
     present: dict[str, list[bool]] = {m: [] for m in pipelines}
     data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,
                          [], "inputs", progress, present)
