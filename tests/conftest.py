@@ -20,6 +20,28 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def sigterm_in_cell(monkeypatch, cell_id: str, step: int) -> None:
+    """Make the in-process run of grid cell ``cell_id`` send SIGTERM to this process when it
+    logs step ``step`` (so the grid stops mid-cell, past a checkpoint when ``step`` is beyond
+    the first epoch); every other run is unchanged."""
+    import os
+    import signal
+
+    import boomda.run
+
+    real = boomda.run.run_experiment
+
+    def stop_midway(config, **kwargs):
+        if config.name == cell_id:
+            def on_step(log):
+                if log.step == step:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            kwargs["on_step"] = on_step
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(boomda.run, "run_experiment", stop_midway)
+
+
 def make_views(n=60, dims=(5, 7, 3), n_classes=3, seed=0, shift=0.0):
     """A small labelled multimodal set: class-dependent means plus noise, one array per view."""
     rng = np.random.default_rng(seed)

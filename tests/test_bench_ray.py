@@ -23,6 +23,7 @@ from boomda import rundir
 from boomda.bench import GridInterrupted, GridSpec, cell_status, run_grid
 from boomda.cli import main
 from boomda.errors import BoomdaError, ConfigError
+from tests.conftest import sigterm_in_cell
 
 ray = pytest.importorskip("ray")
 
@@ -100,26 +101,14 @@ def test_a_rerun_on_ray_skips_done_cells_and_resumes_an_interrupted_one(
     """A grid stopped in-process mid-cell (past its first checkpoint) is finished on Ray: the
     done cells are kept as they are, the interrupted one continues from its checkpoint, and
     the report equals the uninterrupted local one."""
-    import boomda.run
-
     raw = _grid()
-    real = boomda.run.run_experiment
     victim = "dt__fou+kar__seed1"
-
-    def stop_midway(config, **kwargs):
-        if config.name == victim:
-            def on_step(log):
-                if log.step == 20:  # past the first epoch's checkpoint
-                    os.kill(os.getpid(), signal.SIGTERM)
-            kwargs["on_step"] = on_step
-        return real(config, **kwargs)
-
-    monkeypatch.setattr(boomda.run, "run_experiment", stop_midway)
+    sigterm_in_cell(monkeypatch, victim, 20)  # past the first epoch's checkpoint
     folder = tmp_path / "g"
     with pytest.raises(GridInterrupted):
         run_grid(GridSpec.from_dict(raw), folder, workers=1, threads=1, progress=False,
                  report=False)
-    monkeypatch.setattr(boomda.run, "run_experiment", real)
+    monkeypatch.undo()  # runs are left alone again
     runs = folder / "runs"
     assert cell_status(runs / victim) == rundir.UNFINISHED
     assert (runs / victim / rundir.CHECKPOINT).is_file()

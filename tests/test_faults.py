@@ -23,6 +23,7 @@ import yaml
 import boomda.bench as bench
 from boomda import rundir
 from boomda.bench import GridInterrupted, GridLocked, GridSpec, cell_status, grid_lock, run_grid
+from tests.conftest import sigterm_in_cell
 
 HAS_PROC = Path("/proc/self/stat").is_file()
 needs_proc = pytest.mark.skipif(not HAS_PROC, reason="needs /proc to find the bench's processes")
@@ -233,22 +234,10 @@ def test_the_pid_file_lock_without_fcntl(tmp_path, monkeypatch, capsys):
 def test_sigterm_in_process_abandons_the_cell_and_a_rerun_resumes_it(tmp_path, monkeypatch):
     """workers == 1: the signal stops the cell being trained; the next does not start; the
     rerun resumes the abandoned cell from its checkpoint with the uninterrupted result."""
-    import boomda.run
-
     raw = _grid(seeds=[0, 1, 2], epochs=3)
     raw["methods"] = ["dt"]
-    real = boomda.run.run_experiment
     victim = "dt__fou+kar__seed1"
-
-    def stop_midway(config, **kwargs):
-        if config.name == victim:
-            def on_step(log):
-                if log.step == 40:  # past the first epoch's checkpoint
-                    os.kill(os.getpid(), signal.SIGTERM)
-            kwargs["on_step"] = on_step
-        return real(config, **kwargs)
-
-    monkeypatch.setattr(boomda.run, "run_experiment", stop_midway)
+    sigterm_in_cell(monkeypatch, victim, 40)  # past the first epoch's checkpoint
     previous = signal.getsignal(signal.SIGTERM)
     folder = tmp_path / "g"
     with pytest.raises(GridInterrupted) as caught:
@@ -262,7 +251,7 @@ def test_sigterm_in_process_abandons_the_cell_and_a_rerun_resumes_it(tmp_path, m
     assert cell_status(runs / victim) == rundir.UNFINISHED
     assert (runs / victim / rundir.CHECKPOINT).is_file()
     assert not (runs / "dt__fou+kar__seed2").exists()  # the next cell never started
-    monkeypatch.setattr(boomda.run, "run_experiment", real)
+    monkeypatch.undo()  # runs are left alone again
 
     ran = []
     result = run_grid(GridSpec.from_dict(raw), folder, workers=1, threads=1, progress=False,
