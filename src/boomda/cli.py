@@ -292,28 +292,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_parallel(config: RunConfig, nproc: int) -> None:
     """What a data-parallel run needs, checked before the processes start."""
-    from boomda.methods import check_config
+    import torch
+
+    from boomda import distributed
+    from boomda.methods import METHODS, check_config
+    from boomda.runtime import resolve_device
 
     options = check_config(config.train)
     if config.train.batch_size % nproc:
         raise ConfigError(f"--nproc {nproc}: batch_size {config.train.batch_size} is not "
                           f"divisible by {nproc} (each process takes an equal share of the "
                           f"global batch)")
-    if getattr(options, "gamma_solver", None) == "mgda_params":
-        raise ConfigError("--nproc: gamma_solver mgda_params is not supported in data-parallel "
-                          "training; use closed_form, exact or imtl")
-    from boomda.runtime import resolve_device
-
+    distributed.check_supported(METHODS[config.train.method], options)
     device = resolve_device(config.train.device)  # CUDA asked for and absent: an error here
-    if device.type == "cuda" and torch_cuda_count() < nproc:
-        raise ConfigError(f"--nproc {nproc}: one GPU per process, and this machine has "
-                          f"{torch_cuda_count()}")
-
-
-def torch_cuda_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()
+    gpus = torch.cuda.device_count()
+    if device.type == "cuda" and gpus < nproc:
+        raise ConfigError(f"--nproc {nproc}: one GPU per process, and this machine has {gpus}")
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:

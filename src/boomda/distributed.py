@@ -79,6 +79,17 @@ def setup(device: str) -> str:
     return device
 
 
+def check_supported(method: type | object, options: object) -> None:
+    """Raise :class:`ConfigError` when ``method`` (a Method class or instance) with ``options``
+    cannot train data-parallel: a balancing on per-parameter gradients (``mgda_params``), whose
+    Q would need every objective's parameter gradient gathered over the ranks."""
+    if getattr(options, "gamma_solver", None) == "mgda_params" and getattr(method, "use_ca",
+                                                                           False):
+        raise ConfigError("gamma_solver mgda_params is not supported in data-parallel training "
+                          "(its Q needs per-parameter gradients); use closed_form, exact or "
+                          "imtl")
+
+
 def teardown() -> None:
     """Leave the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():

@@ -26,7 +26,7 @@ from boomda import distributed
 from boomda.config import TrainConfig
 from boomda.data.container import MultimodalData, step_counts
 from boomda.data.pair import DomainPair
-from boomda.errors import ConfigError, DataError, TrainingError
+from boomda.errors import DataError, TrainingError
 from boomda.methods import Batch, Method
 from boomda.nn.backbone_encoder import BackboneEncoder
 from boomda.runtime import resolve_device, seed_everything  # noqa: F401 - re-exported
@@ -308,10 +308,7 @@ def _data_parallel(method: Method, device: torch.device) -> torch.nn.Module:
     """``method`` wrapped for data-parallel training (see :mod:`boomda.distributed`)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    solver = getattr(method.options, "gamma_solver", None)
-    if solver == "mgda_params" and getattr(method, "use_ca", False):
-        raise ConfigError("gamma_solver mgda_params (per-parameter gradients) is not supported "
-                          "in data-parallel training; use closed_form, exact or imtl")
+    distributed.check_supported(method, method.options)
     ids = [device.index] if device.type == "cuda" else None
     # buffers (standardisation statistics, discriminators' batch-norm statistics) are computed
     # from the same global data on every rank: no need to broadcast them at every forward
