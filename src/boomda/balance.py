@@ -131,10 +131,10 @@ def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> n
     in their own dtype (the entries of Q are its diagonal and the g_m . h_m entries), copied to
     the host once; else in float64, pair by pair."""
     m_count = len(own)
+    idx = np.arange(m_count)
     if len({tuple(g.shape) for g in own}) == 1:
         rows = torch.stack([t.detach().reshape(-1) for t in (*own, *fused)])
         p = (rows @ rows.T).double().cpu().numpy()
-        idx = np.arange(m_count)
         values = np.concatenate([p[idx, idx], p[idx, idx + m_count],
                                  [p[idx + m_count, idx + m_count].sum()]])
     else:
@@ -143,7 +143,6 @@ def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> n
         values = torch.stack([x @ x for x, _ in pairs] + [x @ y for x, y in pairs]
                              + [sum(y @ y for _, y in pairs)]).cpu().numpy()
     q = np.zeros((m_count + 1, m_count + 1))
-    idx = np.arange(m_count)
     q[idx, idx] = values[:m_count]
     q[idx, m_count] = q[m_count, idx] = values[m_count:2 * m_count]
     q[m_count, m_count] = values[-1]

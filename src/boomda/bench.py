@@ -66,7 +66,7 @@ import yaml
 from boomda import rundir
 from boomda.config import RunConfig, TrainConfig, check_keys, coerce, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError, TrainingError
-from boomda.methods import check_config
+from boomda.methods import METHODS, check_config
 
 try:
     import fcntl
@@ -155,8 +155,6 @@ class GridSpec:
         return RunConfig.from_dict(self.base, where="grid.base")
 
     def validate(self, where: str = "grid") -> None:
-        from boomda.methods import METHODS
-
         base = self.base_config()
         for m in self.methods:
             if m not in METHODS:
@@ -280,8 +278,6 @@ def _is_train_field(key: str) -> bool:
 def _method_option_names(method: str) -> set[str]:
     """The option names of ``method`` (none for an unknown method, which is reported
     elsewhere)."""
-    from boomda.methods import METHODS
-
     if method not in METHODS:
         return set()
     return {f.name for f in dataclasses.fields(METHODS[method].Options)}

@@ -1,12 +1,9 @@
 """Reports on a grid of runs (``boomda bench``): ``results.csv``, the paper's Table 1 and Table 2
 layouts, comparability warnings, and the training-dynamics figure (paper Fig. 3).
 
-A grid folder holds ``runs/<cell_id>/``, one run folder per cell (:mod:`boomda.rundir`). A cell
-is *done* when its ``results.json`` and ``config.yaml`` carry the same run identity; *failed* when
-it has ``error.txt`` instead, or when its ``results.json`` belongs to another run than its
-``config.yaml`` or carries no identity (written by an older boomda), whose scores are then never
-used; and *missing* otherwise (not run yet, or interrupted). Files ending in ``.partial`` or
-``.tmp`` are never read as results. Scores are weighted F1 x 100, as in the paper.
+A grid folder holds ``runs/<cell_id>/``, one run folder per cell; when a cell counts as done,
+failed or missing is said in :mod:`boomda.report.records`. Scores are weighted F1 x 100, as in
+the paper.
 
 Runs are averaged over seeds only: finished runs of one method (and sweep point) in one table
 column that differ in a data/train setting get rows of their own, labelled with the differing
