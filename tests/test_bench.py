@@ -153,13 +153,42 @@ def test_leftovers_of_an_interrupted_cell_are_not_results(tmp_path):
     spec = GridSpec.from_dict(_spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]]))
     cell = tmp_path / "g" / "runs" / "dt__fou+kar__seed0"
     cell.mkdir(parents=True)
-    (cell / "config.yaml").write_text("stale: true\n")
-    (cell / "metrics.jsonl.partial").write_text('{"step": 0}\n')
+    # the files of another run, killed before its first checkpoint
+    (cell / "config.yaml").write_text("stale: true\nrun: {id: 20260101-000000-00000000, "
+                                      "config_fingerprint: 0123456789abcdef}\n")
+    (cell / "metrics.jsonl.partial").write_text('{"step": 0}\n{"step": 1, "lo')
     assert cell_status(cell) == "unfinished"  # started, not done; no checkpoint: from scratch
     result = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
     assert result.ran == 1 and cell_status(cell) == "done"
     assert not (cell / "metrics.jsonl.partial").exists()
     assert "stale" not in (cell / "config.yaml").read_text()
+
+
+def test_a_rerun_never_removes_a_users_file_from_a_cell(tmp_path, monkeypatch):
+    import boomda.run
+
+    spec = GridSpec.from_dict(_spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]]))
+    real = boomda.run.run_experiment
+
+    def failing(config, **kwargs):
+        raise RuntimeError("simulated failure in this cell")
+
+    monkeypatch.setattr(boomda.run, "run_experiment", failing)
+    run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    cell = tmp_path / "g" / "runs" / "dt__fou+kar__seed0"
+    assert cell_status(cell) == "failed"
+    (cell / "notes.txt").write_text("why this cell failed\n")
+    monkeypatch.setattr(boomda.run, "run_experiment", real)
+    again = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    assert again.failed == 1 and cell_status(cell) == "failed"
+    assert (cell / "notes.txt").read_text() == "why this cell failed\n"
+    error = (cell / "error.txt").read_text().splitlines()[0]
+    assert "'notes.txt' is not a file that a run writes" in error
+    (cell / "notes.txt").unlink()  # moved away by its owner: the cell runs
+    third = run_grid(spec, tmp_path / "g", workers=1, progress=False, report=False)
+    assert third.done == 1 and cell_status(cell) == "done"
+    assert sorted(p.name for p in cell.iterdir()) == sorted(
+        [".lock", "config.yaml", "diagnosis.json", "metrics.jsonl", "model.pt", "results.json"])
 
 
 def test_a_folder_never_mixes_two_grids(tmp_path):

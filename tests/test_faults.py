@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 import boomda.bench as bench
-from boomda import rundir
+from boomda import lock, rundir
 from boomda.bench import GridInterrupted, GridLocked, GridSpec, cell_status, grid_lock, run_grid
 from tests.conftest import sigterm_in_cell
 
@@ -205,7 +205,7 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, capfd):
 
 
 def test_the_pid_file_lock_without_fcntl(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "fcntl", None)
+    monkeypatch.setattr(lock, "fcntl", None)
     folder = tmp_path / "g"
     with grid_lock(folder):
         assert f'"pid": {os.getpid()}' in (folder / bench.LOCK).read_text()

@@ -13,16 +13,15 @@ the folder; done cells are skipped.
 *Resumption.* An unfinished cell whose folder holds a checkpoint of a run with the cell's config
 is continued from it (:func:`boomda.run.resume_experiment`, which on CPU gives the uninterrupted
 run's result bit for bit); any other cell that is not done (failed, stale, unfinished without a
-usable checkpoint) is removed and run from scratch. Cells are seeded, so a grid stopped at any
+usable checkpoint) has its run files replaced (:func:`boomda.rundir.clear_run_folder`;
+a file that is not a run's stops the cell instead) and is run from scratch. Cells are seeded, so a grid stopped at any
 moment and run again ends with the results of an uninterrupted run. A cell that raises an
 error gets ``error.txt`` (written atomically) and is retried on a rerun.
 
-*Lock.* While a bench runs, it holds :func:`grid_lock` on the grid folder: an exclusive
-``flock`` on ``.lock``, which names the holder (pid, host, start). A second bench on the folder
-fails at once with a one-line :class:`~boomda.errors.BoomdaError` naming the holder. The kernel
-releases the lock when its holder dies, however it dies, so a lock left by a killed bench is
-simply taken over (with one line on stderr). Without ``fcntl`` (Windows), ``.lock`` is created
-exclusively and holds the pid, and the lock of a process that no longer runs is taken over.
+*Lock.* While a bench runs, it holds :func:`grid_lock` on the grid folder (see
+:mod:`boomda.lock`): a second bench on the folder fails at once with a one-line
+:class:`~boomda.errors.BoomdaError` naming the holder, and the lock of a killed bench is simply
+taken over (with one line on stderr).
 
 *Shutdown.* Cells run in worker processes (``spawn``) when ``workers > 1``. The workers end with
 the main process whatever ends it (SIGKILL included: ``PR_SET_PDEATHSIG`` on Linux, and a thread
@@ -42,11 +41,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
-import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -66,18 +62,13 @@ import yaml
 from boomda import rundir
 from boomda.config import RunConfig, TrainConfig, check_keys, coerce, load_yaml_mapping
 from boomda.errors import BoomdaError, ConfigError, TrainingError
+from boomda.lock import LOCK as LOCK  # the grid folder's lock file
+from boomda.lock import FolderLocked, folder_lock
 from boomda.methods import METHODS, check_config
-
-try:
-    import fcntl
-except ImportError:  # Windows: grid_lock falls back to an exclusively created pid file
-    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from boomda.bench_ray import RayOptions
 
-#: the lock file of a grid folder
-LOCK = ".lock"
 
 
 @dataclass
@@ -319,173 +310,24 @@ def cell_payload(cell: Cell, runs: str | Path) -> tuple[dict[str, Any], str]:
 # --------------------------------------------------------------------------- the grid lock
 
 
-class GridLocked(BoomdaError):
+class GridLocked(FolderLocked):
     """The grid folder is in use by another bench."""
-
-
-def _holder_text() -> str:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       "command": "boomda bench"}) + "\n"
-
-
-def _parse_holder(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _describe_holder(holder: dict[str, Any] | None) -> str:
-    if not holder:
-        return "another boomda bench (pid unknown)"
-    return (f"{holder.get('command', 'boomda bench')} (pid {holder.get('pid', '?')} on host "
-            f"{holder.get('host', '?')}, since {holder.get('since', '?')})")
-
-
-def _in_use(folder: Path, holder: dict[str, Any] | None) -> GridLocked:
-    return GridLocked(f"grid folder {folder} is in use by {_describe_holder(holder)}; wait for "
-                      f"it or stop it")
-
-
-def _taking_over(folder: Path, holder: dict[str, Any] | None) -> None:
-    if holder:
-        print(f"boomda: grid folder {folder}: taking over the lock of pid "
-              f"{holder.get('pid', '?')} (host {holder.get('host', '?')}, since "
-              f"{holder.get('since', '?')}), which is no longer running", file=sys.stderr)
-
-
-def _read_fd(fd: int) -> str:
-    chunks = []
-    offset = 0
-    while True:
-        chunk = os.pread(fd, 4096, offset)
-        if not chunk:
-            return b"".join(chunks).decode(errors="replace")
-        chunks.append(chunk)
-        offset += len(chunk)
-
-
-def _lock_with_flock(folder: Path, path: Path) -> Callable[[], None]:
-    assert fcntl is not None
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    os.set_inheritable(fd, False)  # no child process keeps the lock alive
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = None
-        for _ in range(20):  # the holder writes its name right after taking the lock
-            holder = _parse_holder(_read_fd(fd))
-            if holder:
-                break
-            time.sleep(0.025)
-        os.close(fd)
-        if isinstance(exc, BlockingIOError):
-            raise _in_use(folder, holder) from None
-        raise BoomdaError(f"grid folder {folder}: cannot lock {path.name} "
-                          f"({exc.strerror or exc})") from None
-    try:
-        _taking_over(folder, _parse_holder(_read_fd(fd)))  # a clean release leaves it empty
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, _holder_text().encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-
-    def release() -> None:
-        try:
-            os.ftruncate(fd, 0)  # kept, emptied: unlinking would race with a new holder
-        finally:
-            os.close(fd)  # releases the flock
-
-    return release
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return ctypes.get_last_error() == 5  # access denied: it exists
-        try:
-            code = ctypes.c_ulong()
-            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-            return code.value == 259  # STILL_ACTIVE
-        finally:
-            kernel32.CloseHandle(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _lock_with_pid_file(folder: Path, path: Path) -> Callable[[], None]:
-    text = _holder_text()
-    for _ in range(5):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                holder = _parse_holder(path.read_text())
-            except OSError:
-                holder = None
-            if holder is None:  # being written right now, or garbage
-                time.sleep(0.05)
-                try:
-                    holder = _parse_holder(path.read_text())
-                except OSError:
-                    continue
-            if holder is not None:
-                same_host = holder.get("host") == socket.gethostname()
-                pid = holder.get("pid")
-                if not same_host or not isinstance(pid, int) or _pid_alive(pid):
-                    raise _in_use(folder, holder) from None
-            _taking_over(folder, holder)
-            path.unlink(missing_ok=True)
-            continue
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-
-        def release() -> None:
-            try:
-                if path.read_text() == text:
-                    path.unlink()
-            except OSError:
-                pass
-
-        return release
-    raise BoomdaError(f"grid folder {folder}: cannot take the lock {path.name}")
 
 
 @contextmanager
 def grid_lock(folder: str | Path) -> Iterator[Path]:
     """Hold the grid folder ``folder`` (created if needed) exclusively for the duration of the
     block; raises :class:`GridLocked` (a ``BoomdaError``) naming the holder if another process
-    holds it. The lock ends with its holder, however that ends (see the module docstring)."""
+    holds it. The lock ends with its holder, however that ends (see :mod:`boomda.lock`)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BoomdaError(f"cannot create the grid folder {folder}: "
                           f"{exc.strerror or exc}") from None
-    path = folder / LOCK
-    release = (_lock_with_flock if fcntl is not None else _lock_with_pid_file)(folder, path)
-    try:
+    with folder_lock(folder, what="grid folder", command="boomda bench",
+                     error=GridLocked) as path:
         yield path
-    finally:
-        release()
 
 
 # --------------------------------------------------------------------------- workers
@@ -538,8 +380,9 @@ def _resumable(path: Path, fingerprint: str) -> bool:
 
 def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]:
     """Run one cell (in a worker process, or in the main one); returns (cell id, status,
-    seconds). An unfinished run of the same config is resumed from its checkpoint; anything
-    else in the folder is removed and the cell run from scratch. An error is recorded in
+    seconds). An unfinished run of the same config is resumed from its checkpoint; otherwise the
+    run files in the folder are replaced and the cell run from scratch (a file that is not a
+    run's is never removed: the cell fails, naming it). An error is recorded in
     ``error.txt``."""
     from boomda.atomic import atomic_write_text
     from boomda.run import resume_experiment, run_experiment
@@ -552,8 +395,6 @@ def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]
         if rundir.run_status(path, fingerprint) == rundir.DONE:
             return path.name, "done", time.perf_counter() - start
         if _resumable(path, fingerprint):
-            for tmp in path.glob(".*.tmp"):  # an atomic write cut by the kill
-                tmp.unlink(missing_ok=True)
             try:
                 resume_experiment(path)
                 return path.name, "done", time.perf_counter() - start
@@ -561,15 +402,15 @@ def run_cell(config_dict: dict[str, Any], folder: str) -> tuple[str, str, float]
                 raise  # a real failure; from scratch it would fail the same way
             except BoomdaError:
                 pass  # unreadable checkpoint, another run's files: start over
-        if path.exists():
-            shutil.rmtree(path)
+        # a run's own files are replaced; anything else in the folder stops the cell
         run_experiment(config, progress=False, overwrite=True)
         return path.name, "done", time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - a failed cell is recorded, the grid goes on
         path.mkdir(parents=True, exist_ok=True)
         if not (path / rundir.CONFIG).exists():  # failed before the run wrote its config
+            identity = rundir.identity(rundir.new_run_id(), fingerprint, path.name)
             atomic_write_text(path / rundir.CONFIG,
-                              yaml.safe_dump(config_dict, sort_keys=False))
+                              yaml.safe_dump({**config_dict, "run": identity}, sort_keys=False))
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         atomic_write_text(path / rundir.ERROR, message + "\n\n" + traceback.format_exc())
         return path.name, "failed", time.perf_counter() - start

@@ -206,13 +206,14 @@ def run_experiment(
     pair, encoders = _prepare(config, progress)
     name = config.name or default_run_name(config)
     folder = rundir.create_run_folder(Path(config.out) / name, overwrite=overwrite)
-    identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
-    resolved = {**config.to_dict(), "run": identity, "environment": environment(),
-                "pair": pair.info}
-    resolved["train"]["device"] = given_device  # as asked; each rank's: environment.processes
-    atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
-    return _train(config, pair, encoders, folder, identity, None, progress, on_step,
-                  wall_start)
+    with rundir.run_lock(folder):
+        identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
+        resolved = {**config.to_dict(), "run": identity, "environment": environment(),
+                    "pair": pair.info}
+        resolved["train"]["device"] = given_device  # as asked; each rank's: processes
+        atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
+        return _train(config, pair, encoders, folder, identity, None, progress, on_step,
+                      wall_start)
 
 
 def _check_name(config: RunConfig) -> None:
@@ -233,12 +234,22 @@ def resume_experiment(
     """Continue the unfinished run in ``folder`` from its last checkpoint, with the config it was
     started with. The result equals the uninterrupted run's (on CPU, bit for bit: parameters,
     metrics and scores; only the timings differ)."""
-    wall_start = time.perf_counter()
     folder = Path(folder)
     if not (folder / rundir.CONFIG).is_file():
         raise BoomdaError(f"--resume {folder}: not a run folder (no {rundir.CONFIG})")
+    if distributed.launched_by_torchrun() and os.environ.get("RANK") != "0":
+        return _resume(folder, progress, on_step, writer=False)  # rank 0 writes and locks
+    with rundir.run_lock(folder):
+        return _resume(folder, progress, on_step, writer=True)
+
+
+def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult | None:
+    wall_start = time.perf_counter()
     status = rundir.run_status(folder)
     if status == rundir.DONE:
+        if writer:  # what a kill right after the run finished left behind
+            (folder / rundir.CHECKPOINT).unlink(missing_ok=True)
+            rundir.remove_leftovers(folder)
         raise BoomdaError(f"--resume {folder}: the run is already finished "
                           f"({rundir.RESULTS} exists)")
     if not (folder / rundir.CHECKPOINT).is_file():
@@ -271,6 +282,7 @@ def resume_experiment(
 
         warnings.warn(f"{folder}: resumed with other versions ({', '.join(changed)}); the "
                       f"result may differ from an uninterrupted run", stacklevel=2)
+    rundir.remove_leftovers(folder)  # atomic writes cut by the kill
     pair, encoders = _prepare(config, progress)
     return _train(config, pair, encoders, folder, identity, state, progress, on_step,
                   wall_start)
@@ -288,19 +300,21 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
     partial = folder / rundir.METRICS_PARTIAL
     kept: list[str] | None = None
     if resume is not None:
-        # keep the metrics of the steps before the checkpoint; drop those logged after it
-        kept = _metric_lines(partial)[: int(resume["step"])]
+        # the metrics of the steps before the checkpoint, from the checkpoint's own logs (the
+        # files may have lost lines to the kill, or been renamed by an unfinished finish);
+        # those logged after it are dropped
+        kept = [_metrics_line(StepLog(**fields)) for fields in json.loads(resume["history"])]
         atomic_write_text(partial, "".join(kept))
+        (folder / rundir.METRICS).unlink(missing_ok=True)
     checkpoint_file = folder / rundir.CHECKPOINT
     before = float(resume.get("train_seconds", 0.0)) if resume is not None else 0.0
     start = time.perf_counter()
     with (partial.open("a" if resume is not None else "w") as fh,
           _tensorboard(config, folder, list(pair.modalities), kept) as board):
         def record(log: StepLog) -> None:
-            line = log.to_dict()
-            fh.write(json.dumps(line) + "\n")
+            fh.write(_metrics_line(log))
             if board is not None:  # the same values as metrics.jsonl
-                board.write(line)
+                board.write(log.to_dict())
             if on_step is not None:
                 on_step(log)
 
@@ -317,9 +331,13 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
             pair, encoders=encoders, progress=progress, on_step=record,
             checkpoint=save_checkpoint, checkpoint_every=config.checkpoint_every,
             resume=resume)
+        fh.flush()
+        os.fsync(fh.fileno())
     train_seconds = before + time.perf_counter() - start
-    os.replace(partial, folder / rundir.METRICS)
 
+    # The finish. Each file appears atomically, and results.json, which makes the folder a
+    # finished run, comes last: a run stopped at any point before it is unfinished, and
+    # --resume finishes it from the checkpoint written at the end of training.
     last = adapter.history[-1]
     from boomda.select import score_model
 
@@ -362,9 +380,11 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         import warnings
 
         warnings.warn(f"{folder}: no {rundir.DIAGNOSIS} ({error})", stacklevel=2)
+    os.replace(partial, folder / rundir.METRICS)
     results.wall_seconds = time.perf_counter() - wall_start
     results.write(folder)
     checkpoint_file.unlink(missing_ok=True)
+    rundir.remove_leftovers(folder)
     return RunResult(folder, results.to_dict(), adapter, results)
 
 
@@ -384,9 +404,6 @@ def _tensorboard(config: RunConfig, folder: Path, modalities: list[str],
         board.close()
 
 
-def _metric_lines(path: Path) -> list[str]:
-    """The complete lines of a metrics file (a line cut by a kill is dropped)."""
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines(keepends=True)
-    return [line for line in lines if line.endswith("\n")]
+def _metrics_line(log: StepLog) -> str:
+    """The line of ``metrics.jsonl`` that records ``log``."""
+    return json.dumps(log.to_dict()) + "\n"

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -143,18 +143,11 @@ def run_status(folder: str | Path, fingerprint: str | None = None) -> str:
 
 def create_run_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
     """Create ``folder`` for a new run, exclusively: an existing folder is an error unless
-    ``overwrite``, which replaces it (only if it holds nothing but run files, so that a mistyped
-    ``--name`` cannot delete a folder of other data)."""
+    ``overwrite``, which first removes the run's files from it (:func:`clear_run_folder`: only
+    a run's own files, each checked, and nothing if the folder holds anything else)."""
     folder = Path(folder)
-    if overwrite and folder.exists():
-        if not folder.is_dir():
-            raise BoomdaError(f"run folder {folder}: exists and is not a folder")
-        foreign = sorted(p.name for p in folder.iterdir()
-                         if p.name not in RUN_FILES and not p.name.startswith("."))
-        if foreign:
-            raise BoomdaError(f"run folder {folder}: --overwrite refused, the folder holds "
-                              f"files that are not a run's ({', '.join(foreign[:3])})")
-        shutil.rmtree(folder)
+    if overwrite and (folder.exists() or folder.is_symlink()):
+        clear_run_folder(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -173,6 +166,143 @@ def create_run_folder(folder: str | Path, *, overwrite: bool = False) -> Path:
         raise BoomdaError(f"cannot create the run folder {str(folder)[:120]!r} (option out / "
                           f"name): {exc.strerror or exc}") from None
     return folder
+
+
+def run_lock(folder: str | Path):
+    """A context manager holding the run folder ``folder`` exclusively (:mod:`boomda.lock`):
+    a second process that would write the same run (``--resume`` twice, ``--overwrite`` of a
+    running run) fails at once with a one-line error naming the holder."""
+    from boomda.lock import folder_lock
+
+    return folder_lock(folder, what="run folder", command="boomda run")
+
+
+def clear_run_folder(folder: str | Path) -> None:
+    """Remove the run folder ``folder`` for ``--overwrite``: only the files and folders a run
+    writes (:data:`RUN_FILES`, the lock, and the temporary files of its atomic writes), each
+    checked to hold what a run writes there, and only if nothing else is in the folder;
+    otherwise a one-line :class:`BoomdaError` names the first entry that is not a run's and
+    nothing is removed. A folder that another process is running in is refused too."""
+    from boomda.lock import LOCK
+
+    folder = Path(folder)
+    refuse = f"run folder {folder} is not replaced"
+    if folder.is_symlink():
+        raise BoomdaError(f"{refuse}: it is a symbolic link (to {os.readlink(folder)}); "
+                          f"remove the link or choose another name")
+    if not folder.is_dir():
+        raise BoomdaError(f"{refuse}: it exists and is not a folder")
+    with run_lock(folder):
+        entries = sorted(folder.iterdir())
+        for entry in entries:
+            reason = _not_a_run_entry(entry)
+            if reason:
+                raise BoomdaError(f"{refuse}: {entry.name!r} {reason} (move or remove it "
+                                  f"yourself)")
+        for entry in entries:
+            if entry.name == LOCK:
+                continue  # held: emptied on release, removed with the folder below
+            if entry.is_dir():
+                for child in entry.iterdir():
+                    child.unlink()
+                entry.rmdir()
+            else:
+                entry.unlink()
+    (folder / LOCK).unlink(missing_ok=True)
+    folder.rmdir()
+
+
+def remove_leftovers(folder: str | Path) -> None:
+    """Remove the temporary files that an interrupted atomic write of a run file left in
+    ``folder`` (``.checkpoint.pt.<random>.tmp`` and the like)."""
+    for entry in Path(folder).glob(".*.tmp"):
+        if _temporary_of_run_file(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+
+
+def _temporary_of_run_file(name: str) -> bool:
+    """Whether ``name`` is the temporary file of an atomic write of a run file
+    (:func:`boomda.atomic.atomic_write`: ``.<name>.<random>.tmp``)."""
+    return (name.startswith(".") and name.endswith(".tmp")
+            and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES))
+
+
+#: the most bytes of a run file read to check what it holds
+_CHECK_BYTES = 64 * 1024 * 1024
+
+
+def _not_a_run_entry(entry: Path) -> str | None:
+    """None if ``entry`` is a file or folder that a run writes, holding what the run writes
+    there; else why not (for :func:`clear_run_folder`'s message)."""
+    from boomda.lock import LOCK
+
+    name = entry.name
+    if entry.is_symlink():
+        return "is a symbolic link"
+    if entry.is_dir():
+        if name != TENSORBOARD:
+            return "is a folder that a run does not write"
+        for child in entry.iterdir():
+            if (child.is_symlink() or not child.is_file()
+                    or not child.name.startswith("events.out.tfevents.")):
+                return f"holds {child.name!r}, which is not a TensorBoard event file"
+        return None
+    if not entry.is_file():
+        return "is not a regular file"
+    if name == LOCK or _temporary_of_run_file(name):
+        return None
+    if name not in RUN_FILES:
+        return "is not a file that a run writes"
+    if entry.stat().st_size > _CHECK_BYTES and name not in (MODEL, CHECKPOINT):
+        return "is larger than a run writes there"
+    if name in (CONFIG, RESULTS):
+        if run_identity(entry) is None:
+            return "holds no run identity (it was not written by a run)"
+    elif name in (METRICS, METRICS_PARTIAL):
+        if not _metrics_lines_ok(entry):
+            return "does not hold a run's metrics lines"
+    elif name in (MODEL, CHECKPOINT):
+        if not _torch_archive(entry):
+            return "is not a PyTorch checkpoint"
+    elif name == DIAGNOSIS:
+        try:
+            read_json_object(entry)
+        except BoomdaError:
+            return "is not a JSON object"
+    elif name == ERROR:
+        head = entry.read_bytes()[:200].decode(errors="replace").split(":", 1)[0]
+        if not head.isidentifier():
+            return "is not a run's error record"
+    return None
+
+
+def _metrics_lines_ok(path: Path) -> bool:
+    """Every complete line of ``path`` is a JSON object with a ``step``."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):  # the last line, cut by a kill
+            break
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(record, dict) or "step" not in record:
+            return False
+    return True
+
+
+def _torch_archive(path: Path) -> bool:
+    """Whether ``path`` is a zip archive in ``torch.save``'s layout."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/data.pkl") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 @dataclass

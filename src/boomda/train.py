@@ -152,8 +152,10 @@ class Trainer:
         """Train for ``config.epochs`` epochs and return the per-step logs.
 
         ``checkpoint``: called with the whole training state (see :meth:`training_state`) at the
-        end of every ``checkpoint_every``-th epoch but the last. ``resume``: such a state; the
-        run continues from it exactly as if it had never stopped (on CPU, bit for bit).
+        end of every ``checkpoint_every``-th epoch and at the end of training (so that work after
+        training, such as writing a run folder, can be resumed without training again).
+        ``resume``: such a state; the run continues from it exactly as if it had never stopped
+        (on CPU, bit for bit); a state saved at the end of training trains no further step.
         """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -212,8 +214,8 @@ class Trainer:
                         bar.set_postfix(loss=f"{log.loss:.3f}")
                 epoch_done = (step + 1) % steps_per_epoch == 0
                 if (checkpoint is not None and checkpoint_every > 0 and epoch_done
-                        and step + 1 < total
-                        and ((step + 1) // steps_per_epoch) % checkpoint_every == 0):
+                        and (step + 1 == total
+                             or ((step + 1) // steps_per_epoch) % checkpoint_every == 0)):
                     checkpoint(self.training_state(step + 1, rng, source, target, history))
         finally:
             if bar is not None:
@@ -256,6 +258,9 @@ class Trainer:
         if int(state["total_steps"]) != total:
             raise TrainingError(f"the checkpoint is of a run of {state['total_steps']} steps, "
                                 f"this run has {total}: the data or the settings changed")
+        if not 0 < int(state["step"]) <= total:
+            raise TrainingError(f"the checkpoint's step {int(state['step'])} lies outside this "
+                                f"run's schedule (1..{total} steps)")
         self.method.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler"):
@@ -272,6 +277,9 @@ class Trainer:
         source.load_state(state["samplers"]["source"])
         target.load_state(state["samplers"]["target"])
         history = [StepLog(**fields) for fields in json.loads(state["history"])]
+        if len(history) != int(state["step"]):
+            raise TrainingError(f"the checkpoint holds the logs of {len(history)} steps but "
+                                f"says it stopped after {int(state['step'])}")
         return int(state["step"]), history
 
     @staticmethod
