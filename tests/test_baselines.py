@@ -151,7 +151,8 @@ def _shifted_toy(n=300, seed=0, scale=1.0, offset=0.8):
         x = centres[y] + rng.normal(0, 1, (2 * n, d))
         source[f"m{i}"] = x[:n]
         target[f"m{i}"] = scale * x[n:] + offset + rng.normal(0, 0.5, (n, d))
-    return DomainPair.from_arrays(MultimodalData(source, y[:n]), MultimodalData(target, y[n:]))
+    return DomainPair.from_arrays(MultimodalData(source, y[:n]), MultimodalData(target, y[n:]),
+                                  holdout=0)
 
 
 def _fused_mean_gap(adapter, pair):
@@ -233,7 +234,7 @@ def test_baselines_run_on_any_number_of_modalities(method, tmp_path):
     views = {f"v{i}": rng.normal(size=(40, 3 + i)) for i in range(4)}
     y = np.arange(40) % 2
     pair = DomainPair.from_arrays(MultimodalData(views, y),
-                                  MultimodalData({k: v + 1 for k, v in views.items()}))
+                                  MultimodalData({k: v + 1 for k, v in views.items()}), holdout=0)
     adapter = DomainAdapter(method=method, epochs=1, batch_size=8, dim=4, hidden=8).fit(pair)
     assert np.isfinite(adapter.history[-1].loss)
     assert adapter.predict(pair.target).shape == (40,)

@@ -41,8 +41,6 @@ def _make_files(tmp_path):
     (tmp_path / "text.npz").write_text("not a zip")
     np.savez("one.npz", a=np.zeros((1, 3)), b=np.zeros((1, 2)), labels=np.zeros(1, int))
     np.savez("d.npz", a=rng.random((40, 3)), b=rng.random((40, 2)), labels=np.arange(40) % 2)
-    np.savez("stray.npz", a=rng.random((40, 3)), b=rng.random((40, 2)),
-             labels=np.r_[np.arange(39) % 2, 99])
     np.savez("nolabels.npz", a=rng.random((40, 3)), b=rng.random((40, 2)))
     np.savez("onlya.npz", a=rng.random((40, 3)))
     np.savez("onlyc.npz", c=np.zeros((40, 3)))
@@ -76,7 +74,7 @@ CASES = [
     (["run", "--shift", "fou"], "--shift 'fou': expected MODALITY=SPEC"),
     (["run", "--shift", "fou=noise:db=3"], "unknown parameter 'db'"),
     (["run", "--shift", "fou=blur:x=1"], "blur"),
-    (["run", "--shift", "zzz=noise:snr=1"], "unknown modality 'zzz'"),
+    (["run", "--shift", "zzz=noise:snr=1"], "modality 'zzz' is not among the modalities"),
     (["run", "--option", "trade_off"], "--option 'trade_off': expected KEY=VALUE"),
     (["run", "--method", "dann", "--option", "nope=1"], "nope"),
     (["run", "--ca-form", "frob"], "unknown ca_form 'frob'"),
@@ -86,9 +84,8 @@ CASES = [
                                                                             "tpu"], "device"),
     (["run", "--dataset", "missing.npz"], "'missing.npz': no such file"),
     (["run", "--dataset", "empty.npz"], "empty.npz: cannot read as .npz"),
-    (["run", "--dataset", "text.npz"], "text.npz: cannot read as .npz"),
+    (["run", "--dataset", "text.npz"], "text.npz: not a .npz archive of arrays"),
     (["run", "--dataset", "one.npz"], "1 samples; the protocol"),
-    (["run", "--dataset", "stray.npz"], "no sample of class 2"),
     (["run", "--dataset", "nolabels.npz"], "has no 'labels' array"),
     (["run", "--dataset", "d.npz", "--holdout", "1.5"], "holdout"),
     (["run", "--config", "missing.yaml"], "missing.yaml"),
@@ -112,7 +109,7 @@ CASES = [
     (["predict", "missing.pt", "d.npz"], "checkpoint not found: missing.pt"),
     (["predict", "garbage.pt", "d.npz"], "garbage.pt: not a readable boomda checkpoint"),
     (["predict", "other.pt", "d.npz"], "other.pt: not a boomda checkpoint"),
-    (["predict", "runs/m/model.pt", "missing.npz"], "'missing.npz': no such file"),
+    (["predict", "runs/m/model.pt", "missing.npz"], "error: missing.npz: no such file"),
     (["predict", "runs/m/model.pt", "onlyc.npz"], "none of the model's modalities"),
     (["predict", "runs/m/model.pt", "fewcols.npz"], "2 features, the model expects 3"),
     (["predict", "runs/m/model.pt", "d.npz", "--out", "folder"], "--out folder: is a folder"),
@@ -154,6 +151,9 @@ def test_warnings_are_one_line(files, capsys):
                        "--no-progress", "--overwrite", "--name", "w"], capsys)
     assert code == 0
     assert err.strip().splitlines() == [
+        "boomda: warning: no target shift on a, b: source and target are two random halves of "
+        "d.npz, the same distribution; give a shift per modality (--shift MODALITY=SPEC) or a "
+        "real target (--source/--target)",
         "boomda: warning: batch_size 500 exceeds the 16 source samples; each source batch holds "
         "all 16",
         "boomda: warning: batch_size 500 exceeds the 20 target samples; each target batch holds "

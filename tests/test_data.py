@@ -105,7 +105,7 @@ def test_standardisation_uses_source_statistics_only():
                 "b": np.random.default_rng(1).normal(-1, 5, (40, 2))}, np.arange(40) % 2
     source = MultimodalData(views, y)
     target = MultimodalData({k: v * 10 + 100 for k, v in views.items()})
-    pair = DomainPair.from_arrays(source, target)
+    pair = DomainPair.from_arrays(source, target, holdout=0)
     adapter = DomainAdapter(method="dt", epochs=1, batch_size=8, dim=4, hidden=8).fit(pair)
     for m, x in views.items():
         std = adapter.net.encoders[m].standardize

@@ -21,7 +21,8 @@ def _toy_pair(seed=0):
     views, y = make_views(n=64, dims=(5, 7, 3), n_classes=3, seed=seed)
     target_views, target_y = make_views(n=64, dims=(5, 7, 3), n_classes=3, seed=seed)
     target_views = {k: v * 0.5 + 1.0 for k, v in target_views.items()}
-    return DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(target_views, target_y))
+    return DomainPair.from_arrays(MultimodalData(views, y),
+                                  MultimodalData(target_views, target_y), holdout=0)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -63,7 +64,7 @@ def test_every_gamma_solver_trains(solver):
 def test_target_labels_never_reach_training():
     pair = _toy_pair()
     hidden = DomainPair.from_arrays(pair.source, MultimodalData(pair.target.views),
-                                    n_classes=pair.n_classes)
+                                    n_classes=pair.n_classes, holdout=0)
     a = DomainAdapter(method="boomda", seed=3, **TINY).fit(pair)
     b = DomainAdapter(method="boomda", seed=3, **TINY).fit(hidden)
     assert [log.loss for log in a.history] == [log.loss for log in b.history]
@@ -119,7 +120,7 @@ def test_cli_run_writes_run_folder(tmp_path, capsys):
     assert "label-free      source_risk=" in out
     folder = tmp_path / "runs" / "r1"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.yaml", "diagnosis.json", "metrics.jsonl", "model.pt", "results.json"]
+        ".lock", "config.yaml", "diagnosis.json", "metrics.jsonl", "model.pt", "results.json"]
     resolved = yaml.safe_load((folder / "config.yaml").read_text())
     assert resolved["train"]["seed"] == 2 and resolved["train"]["epochs"] == 1
     assert resolved["data"]["shifts"] == {"fou": "noise:snr=1", "mor": "mask:fraction=0.5"}
@@ -153,7 +154,7 @@ def test_cli_predict_on_a_npz_file(tmp_path, capsys):
     expected = adapter.evaluate(pair.target)
     assert f"weighted F1 {expected['weighted_f1']:.2f}" in printed
     lines = out.read_text().splitlines()
-    assert lines[0] == "index,predicted,p0,p1,p2" and len(lines) == 1 + len(pair.target)
+    assert lines[0] == "index,predicted,p_0,p_1,p_2" and len(lines) == 1 + len(pair.target)
     predicted = [int(line.split(",")[1]) for line in lines[1:]]
     assert predicted == adapter.predict(pair.target).tolist()
     np.savez(data, m0=pair.target.views["m0"], m1=pair.target.views["m1"])  # m2 absent

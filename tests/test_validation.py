@@ -15,7 +15,7 @@ from tests.conftest import make_views
 
 def _pair(**kwargs):
     views, y = make_views(**kwargs)
-    return DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+    return DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), holdout=0)
 
 
 def test_different_sample_counts():
@@ -48,7 +48,7 @@ def test_target_modalities_must_match_source():
     views, y = make_views()
     target = {k: v for k, v in views.items() if k != "m1"}
     with pytest.raises(DataError, match="modality 'm1' is not in both source and target"):
-        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(target))
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(target), holdout=0)
 
 
 def test_unknown_method_and_solver():
@@ -87,7 +87,8 @@ def test_boomda_options_are_method_options():
 def test_labels_outside_class_set():
     views, y = make_views(n_classes=3)
     with pytest.raises(DataError, match=r"source.labels: label 2 at sample 2 is outside .*0..1"):
-        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), n_classes=2)
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), n_classes=2,
+                               holdout=0)
     with pytest.raises(DataError, match="negative class index -1"):
         MultimodalData(views, y - 1)
     with pytest.raises(DataError, match="must be integer class indices"):
@@ -99,14 +100,15 @@ def test_batch_of_fewer_than_two_samples():
         DomainAdapter(batch_size=1)
     views, y = make_views(n=6)
     one = {k: v[:1] for k, v in views.items()}
-    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(one), n_classes=3)
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(one), n_classes=3,
+                                  holdout=0)
     with pytest.raises(DataError, match="target: needs at least 2 samples"):
         DomainAdapter(method="boomda", epochs=1, dim=4, hidden=8).fit(pair)
 
 
 def test_vote_threshold_above_m_plus_one():
     views, y = make_views(dims=(3, 4))  # M = 2 -> at most 3 votes
-    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), holdout=0)
     with pytest.raises(ConfigError, match=r"vote_threshold \(M_v\) = 4 exceeds M\+1 = 3"):
         DomainAdapter(vote_threshold=4, epochs=1).fit(pair)
 
@@ -115,12 +117,12 @@ def test_empty_target_set():
     views, y = make_views()
     empty = {k: v[:0] for k, v in views.items()}
     with pytest.raises(DataError, match="target: the target set is empty"):
-        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(empty))
+        DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(empty), holdout=0)
 
 
 def test_single_modality_is_rejected():
     views, y = make_views(dims=(3,))
-    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views))
+    pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(views), holdout=0)
     with pytest.raises(DataError, match="at least 2 modalities"):
         DomainAdapter(epochs=1).fit(pair)
 
@@ -206,10 +208,14 @@ def test_one_modality_and_stray_labels_get_the_right_message(tmp_path, monkeypat
     labels = np.arange(200) % 4
     labels[17] = 99
     np.savez("stray.npz", a=rng.random((200, 3)), b=rng.random((200, 2)), labels=labels)
-    assert main(["run", "--dataset", "stray.npz", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "stray.npz: labels must be 0..K-1 with every class present" in err
-    assert "no sample of class 4" in err
+    # every distinct label is a class: the stray one is said, and is a class of its own
+    assert main(["run", "--dataset", "stray.npz", "--no-progress", "--epochs", "1",
+                 "--shift", "a=noise:snr=1", "--name", "stray"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("boomda: warning: stray.npz: class(es) with fewer than 2 "
+                                    "samples: '99' (1); a stray label? (every distinct label is "
+                                    "a class)")
+    assert "classes         5: 0, 1, 2, 3, 99" in captured.out
 
 
 def test_run_help_shows_every_training_option_with_its_default(capsys):

@@ -13,10 +13,10 @@ the folder; done cells are skipped.
 *Resumption.* An unfinished cell whose folder holds a checkpoint of a run with the cell's config
 is continued from it (:func:`boomda.run.resume_experiment`, which on CPU gives the uninterrupted
 run's result bit for bit); any other cell that is not done (failed, stale, unfinished without a
-usable checkpoint) has its run files replaced (:func:`boomda.rundir.clear_run_folder`;
-a file that is not a run's stops the cell instead) and is run from scratch. Cells are seeded, so a grid stopped at any
-moment and run again ends with the results of an uninterrupted run. A cell that raises an
-error gets ``error.txt`` (written atomically) and is retried on a rerun.
+usable checkpoint) has its run files replaced (:func:`boomda.rundir.clear_run_folder`; a file
+that is not a run's stops the cell instead) and is run from scratch. Cells are seeded, so a grid
+stopped at any moment and run again ends with the results of an uninterrupted run. A cell that
+raises an error gets ``error.txt`` (written atomically) and is retried on a rerun.
 
 *Lock.* While a bench runs, it holds :func:`grid_lock` on the grid folder (see
 :mod:`boomda.lock`): a second bench on the folder fails at once with a one-line
@@ -207,9 +207,19 @@ class GridSpec:
         raw = copy.deepcopy(self.base)
         if task is not None:
             merged = dict(raw.get("data") or {})
+            if "source" in data or "target" in data:
+                # a real pair: the base's data set, its views and its shifts do not apply
+                for key in ("dataset", "modalities", "shifts"):
+                    merged.pop(key, None)
             merged.update(copy.deepcopy(data))
             raw["data"] = merged
-        return RunConfig.from_dict(raw, where="grid.base" if task is None else f"grid.tasks.{task}")
+        where = "grid.base" if task is None else f"grid.tasks.{task}"
+        config = RunConfig.from_dict(raw, where=where)
+        if config.data.is_pair and not config.data.modalities:  # every array of the files
+            from boomda.data.files import modality_names
+
+            config.data.modalities = modality_names(config.data.source, f"{where}.source")
+        return config
 
     def cells(self) -> list[Cell]:
         """Every (method, task or subset, grid point, seed) cell with its resolved run config."""

@@ -47,15 +47,24 @@ def _parser() -> argparse.ArgumentParser:
                     "results.json, model.pt. Options override the YAML config file.",
     )
     run.add_argument("--config", help="YAML file with 'data', 'train', 'out', 'name' sections")
-    run.add_argument("--modalities", help="comma-separated modality names (default "
-                                          f"{','.join(DEFAULT_MODALITIES)})")
+    run.add_argument("--modalities", help="comma-separated modality names (default: "
+                                          f"{','.join(DEFAULT_MODALITIES)} for the embedded "
+                                          "data; every array of the file(s) for a .npz)")
     run.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
                      help="target shift of one modality, e.g. fou=noise:snr=1 or "
                           "pix=mask:fraction=0.4 (repeatable)")
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="a method option, e.g. trade_off=0.5 or entropy=true for cdan "
                           "(repeatable; see docs/baselines.md)")
-    run.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
+    run.add_argument("--source", metavar="S.npz",
+                     help="your own labelled source domain: a .npz file of one (N, D) array per "
+                          "modality plus labels (class names or integers); with --target")
+    run.add_argument("--target", metavar="T.npz",
+                     help="your own target domain: a .npz file with the same modalities; its "
+                          "labels, if any, are used for scoring only")
+    run.add_argument("--dataset", help="one labelled data set split into source and target "
+                                       "halves by the paper's protocol: 'mfeat' (embedded, the "
+                                       "default), 'htad' or a .npz file of arrays + labels")
     run.add_argument("--holdout", type=float, help="fraction of the source kept for evaluation")
     run.add_argument("--split-seed", dest="split_seed", type=int,
                      help="seed of the split and shifts (default: --seed)")
@@ -157,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("--config", help="YAML run config (its data section is used)")
     diagnose.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
+    diagnose.add_argument("--source", metavar="S.npz", help="your own source domain (.npz)")
+    diagnose.add_argument("--target", metavar="T.npz", help="your own target domain (.npz)")
     diagnose.add_argument("--modalities", help="comma-separated modality names")
     diagnose.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
                           help="target shift of one modality, e.g. fou=none or "
@@ -214,9 +225,32 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, name, None)
         if value is not None:
             setattr(config.train, name, kind(value))
+    if (args.source is None) != (args.target is None):
+        raise ConfigError(f"{'--source' if args.target is None else '--target'} needs "
+                          f"{'--target' if args.target is None else '--source'}: a real pair is "
+                          f"two files, the labelled source and the target")
+    if args.source is not None:
+        if args.dataset is not None:
+            raise ConfigError("--dataset (one data set, split by the protocol) and "
+                              "--source/--target (your own pair) exclude each other")
+        if config.raw is not None:
+            raise ConfigError(f"--source/--target do not apply to a raw corpus ({args.config})")
+        if not config.data.is_pair:  # the embedded data's views and shifts do not apply
+            if config.data.modalities == DEFAULT_MODALITIES and args.modalities is None:
+                config.data.modalities = []
+            if config.data.shifts == DEFAULT_SHIFTS:
+                config.data.shifts = {}
+        config.data.source, config.data.target = args.source, args.target
+        config.data.dataset = ""  # none: the pair's files are the data
     if args.modalities is not None:
         config.data.modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        if config.data.shifts == DEFAULT_SHIFTS:  # the default shifts of the chosen views
+            config.data.shifts = {m: s for m, s in DEFAULT_SHIFTS.items()
+                                  if m in config.data.modalities}
     if args.dataset is not None:
+        if config.data.is_pair:
+            raise ConfigError(f"--dataset does not apply: {args.config} gives a real pair "
+                              f"(data.source / data.target)")
         if args.dataset != "mfeat":
             # the embedded data's default views and shifts do not apply to another data set
             if config.data.modalities == DEFAULT_MODALITIES and args.modalities is None:
@@ -230,6 +264,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         config.data.split_seed = args.split_seed
     for item in args.shift:
         modality, spec = _key_value(item, "--shift", "MODALITY=SPEC, e.g. fou=noise:snr=1")
+        if config.data.modalities and modality not in config.data.modalities:
+            raise ConfigError(f"--shift {item}: modality {modality!r} is not among the "
+                              f"modalities {','.join(config.data.modalities)}")
         config.data.shifts[modality] = spec
     for name, _, _, _ in boomda_options():
         value = getattr(args, f"option_{name}", None)
@@ -365,9 +402,16 @@ def _summary(result) -> str:
         + (f" ({r.options['gamma_solver']})"
            if r.final_gamma is not None and "gamma_solver" in (r.options or {}) else "")
         + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
-        f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
-        f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})",
     ]
+    if r.classes:
+        shown = ", ".join(r.classes[:10]) + (", ..." if len(r.classes) > 10 else "")
+        lines.append(f"classes         {len(r.classes)}: {shown}")
+    if r.target is not None:
+        lines.append(f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
+                     f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})")
+    else:
+        lines.append("target          no labels: judged by the label-free validators below "
+                     "only")
     if r.source_holdout is not None:
         lines.append(f"source held-out weighted F1 {r.source_holdout['weighted_f1']:.2f}   "
                      f"accuracy {r.source_holdout['accuracy']:.2f}   "
@@ -444,26 +488,31 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from boomda.atomic import atomic_write_text
+    from boomda.data.files import LABELS, read_npz
+    from boomda.data.labels import encode_labels
     from boomda.estimator import DomainAdapter
     from boomda.partial import resolve_strategy
-    from boomda.run import read_npz
 
     if args.out and Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: is a folder; give the path of a CSV file")
     adapter = DomainAdapter.load(args.model, device="cpu")
     ids = None
-    classes = adapter.metadata.get("classes")
+    names = [str(c) for c in adapter.classes]
     try:
         if args.data.lower().endswith(".csv"):
             data, ids, mask = _raw_inputs(adapter, args.data, not args.no_progress)
             part = adapter.partial_input(data, mask)
         else:
             arrays = read_npz(args.data)
-            labels = arrays.pop("labels", None)
+            labels = arrays.pop(LABELS, None)
+            if labels is not None:  # names or integers, matched to the model's classes by name
+                labels, _ = encode_labels(labels, f"{args.data}[{LABELS!r}]", names)
             part = adapter.partial_input(arrays, labels=labels)
         probs = adapter.predict_proba(part, strategy=args.strategy)
-    except DataError as exc:
-        raise DataError(f"{args.data}: {exc}") from None
+    except DataError as exc:  # named by the data file, once
+        message = str(exc)
+        raise DataError(message if message.startswith(args.data) else f"{args.data}: {message}") \
+            from None
     absent = not part.complete.all()
     if absent:
         strategy = resolve_strategy(args.strategy, adapter.config.modality_dropout)
@@ -471,7 +520,6 @@ def _predict(args: argparse.Namespace) -> int:
               f"{strategy} strategy")
     pred = probs.argmax(axis=1)
     counts = np.bincount(pred, minlength=probs.shape[1])
-    names = classes or [str(c) for c in range(probs.shape[1])]
     print(f"{len(pred)} samples; predicted class counts: "
           + ", ".join(f"{names[c]}: {n}" for c, n in enumerate(counts)))
     if part.data.labels is not None:
@@ -479,10 +527,9 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"weighted F1 {result['weighted_f1']:.2f}   accuracy {result['accuracy']:.2f}")
     if args.out:
         first = "id" if ids is not None else "index"
-        header = f"{first},predicted," + ",".join(f"p_{name}" if classes else f"p{c}"
-                                                  for c, name in enumerate(names))
+        header = f"{first},predicted," + ",".join(f"p_{_csv_field(name)}" for name in names)
         keys = ids if ids is not None else range(len(pred))
-        rows = [f"{k},{names[p] if classes else p}," + ",".join(f"{v:.6f}" for v in row)
+        rows = [f"{k},{_csv_field(names[p])}," + ",".join(f"{v:.6f}" for v in row)
                 for k, p, row in zip(keys, pred, probs, strict=True)]
         if absent:  # one more column: the modalities each sample lacks
             header += ",absent"
@@ -494,6 +541,13 @@ def _predict(args: argparse.Namespace) -> int:
                               f"({exc.strerror or exc})") from None
         print(f"predictions written to {args.out}")
     return 0
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field (quoted when it holds a comma, a quote or a line break)."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _diagnose(args: argparse.Namespace) -> int:

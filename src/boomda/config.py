@@ -125,11 +125,15 @@ class TrainConfig:
 class DataConfig:
     """Where the data comes from and how the domain pair is built.
 
-    ``dataset``: ``mfeat`` (the embedded UCI Multiple Features data) or the path of a ``.npz``
-    file holding one (N, D_m) array per modality plus ``labels`` (N,). ``modalities``: which of
-    its modalities to use, in order (all when empty). ``shifts``: modality -> target shift (see
-    ``boomda.data.shifts.parse_shift``). ``holdout``: stratified fraction of the source half kept
-    out of training. ``split_seed``: seed of the split and shifts (the training seed when None).
+    Either one labelled data set, split and shifted by the paper's protocol: ``dataset``,
+    ``mfeat`` (the embedded UCI Multiple Features data), ``htad`` or the path of a ``.npz`` file
+    holding one (N, D_m) array per modality plus ``labels`` (N,); or a real pair of domains:
+    ``source`` and ``target``, two such ``.npz`` files (labels required in the source, optional
+    in the target, where they serve scoring only), and then ``dataset`` is empty.
+    ``modalities``: which modalities to use, in order (all when empty). ``shifts``: modality ->
+    target shift (see ``boomda.data.shifts.parse_shift``; with a real pair, an optional extra
+    corruption of the target). ``holdout``: stratified fraction of the source kept out of
+    training. ``split_seed``: seed of the split and shifts (the training seed when None).
     """
 
     dataset: str = "mfeat"
@@ -137,6 +141,13 @@ class DataConfig:
     shifts: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SHIFTS))
     holdout: float = 0.2
     split_seed: int | None = None
+    source: str | None = None
+    target: str | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether the data are a real pair of domains (``source`` and ``target`` files)."""
+        return self.source is not None
 
 
 @dataclass
@@ -290,7 +301,17 @@ class RunConfig:
         check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
         given = raw.get("data") or {}
-        if data.dataset != "mfeat":
+        if (data.source is None) != (data.target is None):
+            lacking = "target" if data.target is None else "source"
+            raise ConfigError(f"{where}.data: a real pair needs both 'source' and 'target' "
+                              f"files; {lacking!r} is missing")
+        if data.is_pair:
+            if given.get("dataset"):
+                raise ConfigError(f"{where}.data: 'dataset' (one data set, split by the "
+                                  f"protocol) and 'source'/'target' (a real pair) exclude each "
+                                  f"other")
+            data.dataset = ""  # none: the pair's files are the data
+        if data.dataset != "mfeat" or data.is_pair:
             # the embedded data's default views and shifts do not apply to another data set
             if "modalities" not in given:
                 data.modalities = []

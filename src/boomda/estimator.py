@@ -14,7 +14,7 @@ from torch import nn
 from boomda.atomic import atomic_write
 from boomda.config import TrainConfig, assign
 from boomda.data.container import MultimodalData
-from boomda.data.pair import DomainPair
+from boomda.data.pair import DomainPair, onto_classes
 from boomda.errors import BoomdaError, DataError
 from boomda.evaluate import evaluate, predict_logits, prediction_scores
 from boomda.methods import build_method, check_config
@@ -97,6 +97,7 @@ class DomainAdapter:
                                  cfg.dropout, encoders=encoders,
                                  modality_dropout=cfg.modality_dropout)
         self.method = build_method(cfg.method, self.net, cfg)
+        self.metadata["classes"] = list(pair.classes)
         trainer = Trainer(self.method, cfg, self.device)
         self.history = trainer.fit(pair, on_step=on_step, progress=progress,
                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
@@ -104,6 +105,15 @@ class DomainAdapter:
         return self
 
     # ---------------------------------------------------------------- inference
+    @property
+    def classes(self) -> np.ndarray:
+        """The class names (C,), in the order of the class indices that :meth:`predict` returns
+        and of the columns of :meth:`predict_proba`: ``adapter.classes[adapter.predict(x)]``
+        gives names (see :mod:`boomda.data.labels` for their order)."""
+        net = self._require_fitted()
+        names = self.metadata.get("classes") or [str(c) for c in range(net.n_classes)]
+        return np.asarray(names, dtype=str)
+
     def _require_fitted(self) -> MultimodalNet:
         if self.net is None:
             raise BoomdaError("the model is not trained yet: call fit() or load() first")
@@ -140,6 +150,8 @@ class DomainAdapter:
                 raise DataError("mask/labels: the input is already a PartialInput")
             return inputs
         net = self._require_fitted()
+        if isinstance(inputs, MultimodalData):  # labels given as names: onto the model's classes
+            inputs = onto_classes(inputs, list(self.classes), "inputs")
         sequences = {m: isinstance(net.encoders[m], BackboneEncoder) for m in net.modalities}
         part = partial_input(inputs, net.modalities, net.dims, sequences, mask, labels=labels)
         part.data = self._as_data(part.data)

@@ -10,13 +10,11 @@ import os
 import platform
 import socket
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
@@ -24,94 +22,23 @@ from boomda import distributed, rundir
 from boomda.atomic import atomic_write, atomic_write_text
 from boomda.board import TensorBoardLog, require_tensorboard
 from boomda.config import RunConfig
-from boomda.data.container import MultimodalData
-from boomda.data.mfeat import load_multiple_features
+from boomda.data.files import file_pair, load_dataset, no_shift_warning, protocol_pair
 from boomda.data.pair import DomainPair
-from boomda.errors import BoomdaError, DataError
+from boomda.errors import BoomdaError
 from boomda.estimator import DomainAdapter
 from boomda.methods import check_config
 from boomda.train import StepLog
 
 
-def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:
-    """``mfeat`` (embedded), ``htad`` (read from the ``multiviewstacking`` package, see
-    :mod:`boomda.data.htad`) or a ``.npz`` file with one array per modality and ``labels``
-    (optional when ``labels_required`` is False)."""
-    if dataset == "mfeat":
-        return load_multiple_features()
-    if dataset == "htad":
-        from boomda.data.htad import load_htad
-
-        return load_htad()
-    path = Path(dataset)
-    arrays = read_npz(dataset)
-    if "labels" not in arrays and labels_required:
-        raise DataError(f"{path}: has no 'labels' array (found {', '.join(arrays)})")
-    labels = arrays.pop("labels", None)
-    if labels is not None and labels_required:  # training data: the labels define the classes
-        check_class_labels(labels, f"{path}: labels")
-    return MultimodalData(arrays, labels, name=str(path))
-
-
-def read_npz(dataset: str) -> dict[str, np.ndarray]:
-    """The arrays of a ``.npz`` file, unchecked; DataError when it cannot be read."""
-    path = Path(dataset)
-    if not path.is_file():
-        raise DataError(f"dataset {dataset!r}: no such file (use 'mfeat' for the embedded data "
-                        f"or the path of a .npz file)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
-
-
-def check_class_labels(labels: np.ndarray, what: str) -> None:
-    """Raise unless ``labels`` are integers 0..K-1 with every class present (a stray value such
-    as 99 among 0..3 would otherwise make a 100-class model)."""
-    values = np.asarray(labels)
-    if values.size == 0:
-        return
-    integral = values.dtype.kind in "iu" or (values.dtype.kind == "f"
-                                             and bool(np.all(values == np.round(values))))
-    if not integral:
-        raise DataError(f"{what} must be integer class indices, got {values.dtype} values")
-    values = values.astype(np.int64)
-    low, high = int(values.min()), int(values.max())
-    rule = f"{what} must be 0..K-1 with every class present"
-    if low < 0:
-        raise DataError(f"{rule}; found the negative label {low}")
-    empty = np.flatnonzero(np.bincount(values, minlength=high + 1) == 0)
-    if empty.size:
-        more = f" and {empty.size - 1} more" if empty.size > 1 else ""
-        raise DataError(f"{rule}; labels run from 0 to {high} with no sample of class "
-                        f"{int(empty[0])}{more}")
-
-
-#: fewest samples the split-and-shift protocol accepts (two halves of at least 2 samples each,
-#: a covariance needs 2)
-MIN_SAMPLES = 4
-
-
 def build_pair(config: RunConfig) -> DomainPair:
-    """The domain pair a run config describes (the paper's split-and-shift protocol)."""
-    data = load_dataset(config.data.dataset)
-    unknown = [m for m in config.data.shifts if m not in data.views]
-    if unknown:
-        raise DataError(f"data.shifts: unknown modality {unknown[0]!r}; available: "
-                        f"{', '.join(data.modalities)}")
-    if len(data) < MIN_SAMPLES:
-        raise DataError(f"dataset {config.data.dataset!r}: {len(data)} samples; the protocol "
-                        f"splits them into a source and a target half and needs at least "
-                        f"{MIN_SAMPLES}")
-    modalities = config.data.modalities or data.modalities
-    if len(modalities) < 2:
-        raise DataError(f"data.modalities: a multimodal model needs at least 2 modalities, got "
-                        f"{list(modalities)}")
-    data = data.select(modalities)
-    shifts = {m: s for m, s in config.data.shifts.items() if m in modalities}
-    return DomainPair.from_protocol(data, shifts, seed=split_seed(config),
-                                    holdout=config.data.holdout)
+    """The domain pair a run config describes: a real pair of files (``data.source`` /
+    ``data.target``), or one data set split and shifted by the paper's protocol."""
+    data = config.data
+    if data.is_pair:
+        return file_pair(data.source, data.target, data.modalities, holdout=data.holdout,
+                         seed=split_seed(config), shifts=data.shifts)
+    return protocol_pair(load_dataset(data.dataset), data.modalities, data.shifts,
+                         seed=split_seed(config), holdout=data.holdout, name=data.dataset)
 
 
 def split_seed(config: RunConfig) -> int:
@@ -206,6 +133,11 @@ def run_experiment(
     pair, encoders = _prepare(config, progress)
     name = config.name or default_run_name(config)
     folder = rundir.create_run_folder(Path(config.out) / name, overwrite=overwrite)
+    same = no_shift_warning(pair)
+    if same is not None:
+        import warnings
+
+        warnings.warn(same, stacklevel=2)
     with rundir.run_lock(folder):
         identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
         resolved = {**config.to_dict(), "run": identity, "environment": environment(),
@@ -348,7 +280,9 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         tags=dict(config.tags),
         modalities=list(pair.modalities),
         seed=config.train.seed,
-        target=adapter.evaluate(pair.target, "target"),
+        # the target's labels, when it has them, serve this score only
+        target=(adapter.evaluate(pair.target, "target") if pair.target.labels is not None
+                else None),
         source_holdout=(adapter.evaluate(pair.source_holdout, "source_holdout")
                         if pair.source_holdout is not None and len(pair.source_holdout)
                         else None),
@@ -365,9 +299,10 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         resumed_at_step=int(resume["step"]) if resume is not None else None,
         train_seconds=train_seconds,
         seconds_per_step=train_seconds / max(1, len(adapter.history)),
+        classes=list(pair.classes),
     )
     if config.raw is not None:
-        adapter.metadata = {"classes": pair.info["classes"], "raw": dataclasses.asdict(config.raw)}
+        adapter.metadata["raw"] = dataclasses.asdict(config.raw)
     adapter.save(folder / rundir.MODEL)
     # the per-modality shift of the pair and of the learned representations (no labels); a
     # diagnostic: when it cannot be computed, the run says why and still finishes

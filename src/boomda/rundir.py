@@ -310,8 +310,9 @@ class RunResults:
     """``results.json``: what a finished run measured, and which run it was (``run``).
 
     ``options``: every option of the method, defaults included. Scores are weighted F1 and
-    accuracy x 100 with the sample count (``target``,
-    ``source_holdout``); ``final_gamma`` maps each objective (modalities, then ``fused``) to its
+    accuracy x 100 with the sample count (``target``: None when the target has no labels, which
+    serve scoring only; ``source_holdout``); ``classes``: the class names, in index order;
+    ``final_gamma`` maps each objective (modalities, then ``fused``) to its
     last balancing weight; ``validators`` holds the label-free scores (``boomda.select``; None
     where not finite); ``tags`` are a grid's labels (``task``, ``point``), written at the top
     level of the file. Timings in seconds.
@@ -322,7 +323,7 @@ class RunResults:
     options: dict[str, Any] | None
     modalities: list[str]
     seed: int
-    target: dict[str, float]
+    target: dict[str, float] | None
     source_holdout: dict[str, float] | None
     final_gamma: dict[str, float] | None
     validators: dict[str, float | None]
@@ -332,6 +333,7 @@ class RunResults:
     train_seconds: float
     seconds_per_step: float
     wall_seconds: float = 0.0
+    classes: list[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     #: the tags a grid gives its cells (see :attr:`tags`)

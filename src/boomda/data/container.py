@@ -21,18 +21,23 @@ class MultimodalData:
     channels 1.. hold the D_m features of each step; float16 sequences stay float16, to halve
     the memory of large frozen-backbone states). All modalities share the same N.
     ``labels`` is an int64 array of shape (N,) or None (an unlabelled target domain).
+    ``classes``: the class names, labels being indices into them (None: unnamed classes
+    0..K-1). Labels given as names (strings) are encoded as indices into ``classes``, or, when
+    no ``classes`` are given, into their sorted distinct names (:mod:`boomda.data.labels`).
     Construction validates everything and raises :class:`DataError` naming the field at fault.
     """
 
     views: dict[str, np.ndarray]
     labels: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
 
     def __init__(
         self,
         views: Mapping[str, np.ndarray],
-        labels: np.ndarray | Iterable[int] | None = None,
+        labels: np.ndarray | Iterable[int] | Iterable[str] | None = None,
         *,
         name: str = "data",
+        classes: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(views, Mapping) or len(views) == 0:
             raise DataError(f"{name}: expected a non-empty dict of modality name -> array")
@@ -45,6 +50,10 @@ class MultimodalData:
             if key in RESERVED_NAMES:
                 raise DataError(f"{name}: modality name {key!r} is reserved; rename it")
             half = getattr(value, "dtype", None) == np.float16 and np.ndim(value) == 3
+            if np.iscomplexobj(value):
+                raise DataError(f"{name}[{key!r}]: complex values; boomda takes real features "
+                                f"(split a complex feature into its real and imaginary parts, "
+                                f"or take its magnitude)")
             try:
                 arr = np.asarray(value, dtype=np.float16 if half else np.float32)
             except (TypeError, ValueError) as exc:
@@ -78,20 +87,35 @@ class MultimodalData:
             checked[key] = np.ascontiguousarray(arr)
         assert n_samples is not None
         y = None
+        names = None if classes is None else tuple(str(c) for c in classes)
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise DataError(f"{name}.classes: expected distinct class names, got {list(names)}")
         if labels is not None:
+            from boomda.data.labels import encode_labels, is_text
+
             y = np.asarray(labels)
             if y.ndim != 1 or y.shape[0] != n_samples:
                 raise DataError(
-                    f"{name}.labels: expected shape ({n_samples},), got {tuple(y.shape)}"
+                    f"{name}.labels: expected shape ({n_samples},), one label per sample, "
+                    f"got {tuple(y.shape)}"
                 )
-            if y.size and not np.issubdtype(y.dtype, np.integer):
-                if not np.issubdtype(y.dtype, np.floating) or not np.all(np.equal(np.mod(y, 1), 0)):
-                    raise DataError(f"{name}.labels: must be integer class indices, got {y.dtype}")
-            y = y.astype(np.int64)
-            if y.size and y.min() < 0:
-                raise DataError(f"{name}.labels: negative class index {int(y.min())}")
+            if is_text(y):  # class names: encoded as indices into ``classes``
+                y, names = encode_labels(y, f"{name}.labels", names)
+            else:
+                if y.size and not np.issubdtype(y.dtype, np.integer):
+                    if (not np.issubdtype(y.dtype, np.floating)
+                            or not np.all(np.equal(np.mod(y, 1), 0))):
+                        raise DataError(f"{name}.labels: must be integer class indices or class "
+                                        f"names, got {y.dtype}")
+                y = y.astype(np.int64)
+                if y.size and y.min() < 0:
+                    raise DataError(f"{name}.labels: negative class index {int(y.min())}")
+                if names is not None and y.size and y.max() >= len(names):
+                    raise DataError(f"{name}.labels: class index {int(y.max())} is outside the "
+                                    f"{len(names)} classes {list(names)}")
         object.__setattr__(self, "views", checked)
         object.__setattr__(self, "labels", y)
+        object.__setattr__(self, "classes", names)
 
     def __len__(self) -> int:
         return next(iter(self.views.values())).shape[0]
@@ -111,7 +135,8 @@ class MultimodalData:
     def subset(self, index: np.ndarray) -> MultimodalData:
         """Rows ``index`` of every modality (and of the labels)."""
         labels = None if self.labels is None else self.labels[index]
-        return MultimodalData({k: trim_padding(v[index]) for k, v in self.views.items()}, labels)
+        return MultimodalData({k: trim_padding(v[index]) for k, v in self.views.items()}, labels,
+                              classes=self.classes)
 
     def select(self, modalities: Iterable[str]) -> MultimodalData:
         """Only the named modalities, in the given order."""
@@ -123,7 +148,8 @@ class MultimodalData:
             )
         if len(set(names)) != len(names):
             raise DataError(f"modalities listed twice: {names}")
-        return MultimodalData({m: self.views[m] for m in names}, self.labels)
+        return MultimodalData({m: self.views[m] for m in names}, self.labels,
+                              classes=self.classes)
 
     def check_labels(self, n_classes: int, name: str = "labels") -> None:
         """Raise if a label lies outside ``0 .. n_classes-1``."""

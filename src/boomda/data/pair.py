@@ -8,7 +8,7 @@ accuracy. Target labels are kept only for evaluation and diagnostics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +47,8 @@ class DomainPair:
 
     ``source``: labelled training source. ``target``: the shifted target; its labels, if present,
     are used for evaluation and diagnostics only. ``source_holdout``: labelled source samples kept
-    out of training (optional). ``n_classes``: size of the class set.
+    out of training (optional). ``n_classes``: size of the class set; ``classes``: their names
+    (``"0"`` .. ``"K-1"`` when not given).
     """
 
     source: MultimodalData
@@ -55,8 +56,14 @@ class DomainPair:
     n_classes: int
     source_holdout: MultimodalData | None = None
     info: dict = field(default_factory=dict)
+    classes: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.classes is None:
+            self.classes = list(self.source.classes or [str(c) for c in range(self.n_classes)])
+        self.classes = [str(c) for c in self.classes]
+        if len(self.classes) != self.n_classes:
+            raise DataError(f"classes: {len(self.classes)} names for {self.n_classes} classes")
         if self.source.labels is None:
             raise DataError("source: labels are required for the source domain")
         if len(self.source) == 0:
@@ -95,17 +102,48 @@ class DomainPair:
         source: MultimodalData,
         target: MultimodalData,
         *,
+        holdout: float = 0.2,
+        seed: int = 0,
         source_holdout: MultimodalData | None = None,
         n_classes: int | None = None,
+        info: Mapping | None = None,
     ) -> DomainPair:
-        """A pair from data the user already split (e.g. two corpora)."""
+        """A pair from two domains the user already has (two corpora, devices, sites, ...).
+
+        ``holdout``: the stratified fraction of ``source`` kept out of training (drawn with
+        ``seed``), so that the source-risk and DEV validators (:mod:`boomda.select`) and the
+        source held-out score are available; 0 trains on all of ``source``. Or give the held-out
+        part yourself as ``source_holdout`` (then ``holdout`` does not apply).
+
+        Classes: when the source's labels are names (``MultimodalData.classes``), the target's
+        and the held-out part's labels are mapped onto them by name (a class the source lacks is
+        an error); integer labels are class indices, ``n_classes`` defaulting to the largest
+        label + 1. The target's labels, if any, serve scoring only.
+        """
         if source.labels is None:
             raise DataError("source: labels are required for the source domain")
-        if n_classes is None:
+        if not 0.0 <= holdout < 1.0:
+            raise DataError(f"holdout must lie in [0, 1), got {holdout}")
+        target = onto_classes(target, source.classes, "target")
+        if source_holdout is not None:
+            source_holdout = onto_classes(source_holdout, source.classes, "source_holdout")
+        elif holdout > 0:
+            hold_idx, train_idx = stratified_split(source.labels, holdout,
+                                                   np.random.default_rng(seed))
+            if len(hold_idx) == 0 or len(train_idx) == 0:
+                raise DataError(f"holdout {holdout}: {len(source)} source samples leave no "
+                                f"{'held-out' if len(hold_idx) == 0 else 'training'} sample; "
+                                f"lower or raise holdout (0: none held out)")
+            source_holdout, source = source.subset(hold_idx), source.subset(train_idx)
+        if source.classes is not None:
+            n_classes = len(source.classes)
+        elif n_classes is None:
             seen = [source.labels] + [d.labels for d in (target, source_holdout)
                                       if d is not None and d.labels is not None]
             n_classes = int(max(int(s.max()) for s in seen if s.size)) + 1
-        return cls(source, target, n_classes, source_holdout)
+        details = {"holdout": holdout if source_holdout is not None else 0.0, "seed": seed,
+                   **(info or {})}
+        return cls(source, target, n_classes, source_holdout, details)
 
     @classmethod
     def from_protocol(
@@ -139,12 +177,35 @@ class DomainPair:
         for m, x in target.views.items():
             shift = parsed.get(m)
             shifted[m] = x.copy() if shift is None else shift.apply(x, rng)
-        target = MultimodalData(shifted, target.labels, name="target")
+        target = MultimodalData(shifted, target.labels, name="target", classes=data.classes)
         holdout_data = None
         if holdout > 0:
             hold_idx, train_idx = stratified_split(source.labels, holdout, rng)
             holdout_data, source = source.subset(hold_idx), source.subset(train_idx)
-        k = n_classes if n_classes is not None else int(data.labels.max()) + 1
+        if data.classes is not None:
+            k = len(data.classes)
+        else:
+            k = n_classes if n_classes is not None else int(data.labels.max()) + 1
         info = {"seed": seed, "holdout": holdout,
                 "shifts": {m: shift_to_str(s) for m, s in parsed.items()}}
         return cls(source, target, k, holdout_data, info)
+
+
+def onto_classes(data: MultimodalData, classes: Sequence[str] | None,
+                 part: str) -> MultimodalData:
+    """``data`` with its labels as indices into ``classes`` (the source's or a model's): labels
+    given as names (``data.classes``) are matched by name, a class outside ``classes`` being a
+    :class:`DataError` naming it; integer labels (no ``data.classes``) are indices already.
+    ``classes`` None: the source's classes are unnamed indices."""
+    if data.labels is None or data.classes is None:
+        return data
+    if classes is not None and tuple(data.classes) == tuple(classes):
+        return data
+    if classes is None:
+        raise DataError(f"{part}.labels: class names, but the source's labels are integers; "
+                        f"give both in the same form")
+    from boomda.data.labels import encode_labels
+
+    names = np.asarray(data.classes)[data.labels]
+    labels, _ = encode_labels(names, f"{part}.labels", classes)
+    return MultimodalData(data.views, labels, name=part, classes=classes)

@@ -185,7 +185,9 @@ def _label_data(records: Sequence[RunRecord]) -> None:
     loose = [r for r in records if not r.task and r.config]
     for r in loose:
         data = r.config.get("data") or {}
-        dataset, shifts = str(data.get("dataset")), dict(data.get("shifts") or {})
+        dataset = (f"{Path(str(data['source'])).stem}->{Path(str(data['target'])).stem}"
+                   if data.get("source") else str(data.get("dataset")))
+        shifts = dict(data.get("shifts") or {})
         for i, (name, merged) in enumerate(groups):
             if name == dataset and all(merged[m] == v for m, v in shifts.items() if m in merged):
                 merged.update(shifts)
