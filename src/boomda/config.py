@@ -263,9 +263,8 @@ class RawDataConfig:
         here = f"{where}.{side}"
         section = getattr(self, side)
         if not isinstance(section, Mapping) or not section:
-            other = PAIR_SIDES[1 - PAIR_SIDES.index(side)]
-            raise ConfigError(f"{here}: a two-corpus config needs {where}.{side} next to "
-                              f"{where}.{other}, a mapping with the corpus and its path")
+            raise ConfigError(f"{here}: a two-corpus config needs both {where}.source and "
+                              f"{where}.target, each a mapping with the corpus and its path")
         check_keys(section, CORPUS_OPTIONS, here, message=lambda key: (
             f"{here}: unknown option {key!r}; a corpus's options are "
             f"{', '.join(CORPUS_OPTIONS)}; the modalities, backbones, cache and preparation "
