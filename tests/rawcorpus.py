@@ -166,16 +166,35 @@ MSP_IMPROV_UTTERANCES = [("S01A-F01-P-FM01", "A"), ("S01H-M01-R-MM01", "H"),
 MSP_IMPROV_CLASS = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "neutral"}
 
 
-def make_tiny_msp_improv(root: Path, transcripts: str = "all") -> Path:
+#: the class of each MSP-IMPROV consensus letter kept
+MSP_IMPROV_LETTER = {"neutral": "N", "happy": "H", "sad": "S", "angry": "A"}
+
+
+def msp_improv_utterances(per_class: int) -> list[tuple[str, str]]:
+    """``per_class`` utterances of each class (speakers alternating between sessions 1 and 2),
+    then one labelled O (other), as (id without the MSP-IMPROV- prefix, consensus letter)."""
+    out = []
+    for letter in MSP_IMPROV_LETTER.values():
+        for i in range(per_class):
+            speaker = f"{'FM'[i % 2]}0{1 + i % 2}"
+            out.append((f"S{i + 1:02d}{letter}-{speaker}-P-{speaker[0]}M0{1 + i % 2}", letter))
+    return [*out, ("S99O-F01-P-FM01", "O")]
+
+
+def make_tiny_msp_improv(root: Path, transcripts: str = "all",
+                         per_class: int | None = None) -> Path:
     """MSP-IMPROV as released: ``Evaluation.txt`` (starting with a UTF-8 byte-order mark) with a
     consensus line and rater lines per utterance, ``Audio/`` and ``Video/`` holding
     ``session<n>/<sentence>/<type>/<id>.wav|.avi``, and the human transcriptions
     ``Human_transcriptions/All_human_transcriptions/<id>.txt`` (``transcripts="all"``) or, as
     some guides show them, in session subfolders (``"sessions"``). Also ``transcripts.csv``
-    (``id,text``) for the reader's ``transcripts`` option."""
+    (``id,text``) for the reader's ``transcripts`` option. The utterances are
+    :data:`MSP_IMPROV_UTTERANCES`, or with ``per_class`` :func:`msp_improv_utterances`."""
     lines = []
     rows = []
-    for n, (utt, code) in enumerate(MSP_IMPROV_UTTERANCES):
+    utterances = (MSP_IMPROV_UTTERANCES if per_class is None
+                  else msp_improv_utterances(per_class))
+    for n, (utt, code) in enumerate(utterances):
         lines += [f"UTD-IMPROV-{utt}.avi; {code}; A:3.000000; V:3.000000; D:3.000000 ; "
                   f"N:3.000000;", f"rater0{n}; Angry; ; A:3.0; V:3.0; D:3.0; N:3.0;", ""]
         full = f"MSP-IMPROV-{utt}"
@@ -244,4 +263,17 @@ def raw_config(corpus: str, path: Path, backbones: dict[str, Path], cache: Path 
     if corpus == "manifest":
         config["classes"] = list(CLASSES)
     config.update(overrides)
+    return config
+
+
+def pair_config(source: tuple[str, Path], target: tuple[str, Path], backbones: dict[str, Path],
+                cache: Path | str, **overrides) -> dict:
+    """A two-corpus ``raw:`` section: ``source`` and ``target`` as (corpus name, path), the
+    three modalities on the tiny backbones shared; a manifest gets the four class names."""
+    config = raw_config("manifest", Path(), backbones, cache, **overrides)
+    del config["corpus"], config["path"], config["classes"]
+    for side, (corpus, path) in (("source", source), ("target", target)):
+        config[side] = {"corpus": corpus, "path": str(path)}
+        if corpus == "manifest":
+            config[side]["classes"] = list(CLASSES)
     return config

@@ -178,13 +178,26 @@ def _one_of(registry: Mapping[str, Any]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+#: the options of one corpus; in a two-corpus config they go under ``raw.source`` and
+#: ``raw.target``, everything else in ``raw`` is shared by both corpora
+CORPUS_OPTIONS = ("corpus", "path", "classes", "sessions", "merge_excited", "transcripts",
+                  "video_crop", "skip_missing")
+#: the two corpora of a two-corpus (cross-corpus) config
+PAIR_SIDES = ("source", "target")
+
+
 @dataclass
 class RawDataConfig:
-    """A raw corpus (audio, video, transcripts) and how its signals are prepared.
+    """A raw corpus (audio, video, transcripts), or two, and how their signals are prepared.
 
     ``corpus``: ``iemocap``, ``msp-improv``, ``manifest`` or another name in
     :data:`boomda.data.readers.READERS`; ``path``: its root folder (the CSV file for a
-    manifest). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
+    manifest). ``source`` and ``target`` (both or neither): a two-corpus pair, each a mapping of
+    one corpus's options (:data:`CORPUS_OPTIONS`: ``corpus``, ``path`` and the options below
+    that apply to it), which are then not given at the top level; the whole source corpus
+    (less the held-out part) is the source, the whole target corpus the target, classes are
+    matched by name, and a modality's ``corruption`` not given is ``none`` (docs/raw.md,
+    "Two corpora"). ``modalities``: name -> :class:`RawModalityConfig` fields, in order.
     ``classes`` (manifest: class names in label order), ``sessions`` (IEMOCAP / MSP-IMPROV:
     which sessions, all when empty), ``merge_excited`` (IEMOCAP: count "excited" as happy, the
     common protocol; off: the paper's four classes, happy = "hap" only), ``transcripts``
@@ -203,6 +216,8 @@ class RawDataConfig:
 
     corpus: str = "manifest"
     path: str = ""
+    source: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
     modalities: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
@@ -227,6 +242,8 @@ class RawDataConfig:
         out = {}
         for name, raw in self.modalities.items():
             spec = _build(RawModalityConfig, raw or {}, f"{where}.modalities.{name}")
+            if self.is_pair and "corruption" not in (raw or {}):
+                spec.corruption = "none"  # a real target corpus is corrupted only when asked
             if spec.signal not in PIPELINES:
                 raise ConfigError(f"{where}.modalities.{name}.signal must be "
                                   f"{_one_of(PIPELINES)}, got {spec.signal!r}")
@@ -239,13 +256,50 @@ class RawDataConfig:
             out[str(name)] = spec
         return out
 
-    def validate(self, where: str = "raw") -> None:
-        from boomda.data.readers import READERS  # the corpus names
+    @property
+    def is_pair(self) -> bool:
+        """Whether this is a two-corpus config (``source`` and ``target`` given)."""
+        return bool(self.source or self.target)
 
-        if self.corpus not in READERS:
-            raise ConfigError(f"{where}.corpus must be {_one_of(READERS)}, got {self.corpus!r}")
-        if not self.path:
-            raise ConfigError(f"{where}.path: give the corpus folder (the CSV for a manifest)")
+    @property
+    def label(self) -> str:
+        """The corpus's name, or ``source->target`` (``iemocap->msp-improv``) for a pair."""
+        if not self.is_pair:
+            return self.corpus
+        return "->".join(str(getattr(self, side).get("corpus", "?")) for side in PAIR_SIDES)
+
+    def corpus_config(self, side: str, where: str = "raw") -> RawDataConfig:
+        """The one-corpus config of ``side`` (``source`` or ``target``) of a two-corpus config:
+        the shared settings with that corpus's options; raises naming the first bad option."""
+        here = f"{where}.{side}"
+        section = getattr(self, side)
+        if not isinstance(section, Mapping) or not section:
+            raise ConfigError(f"{here}: a two-corpus config needs both {where}.source and "
+                              f"{where}.target, each a mapping with the corpus and its path")
+        check_keys(section, CORPUS_OPTIONS, here, message=lambda key: (
+            f"{here}: unknown option {key!r}; a corpus's options are "
+            f"{', '.join(CORPUS_OPTIONS)}; the modalities, backbones, cache and preparation "
+            f"settings are shared by both corpora and go in {where}"))
+        defaults = RawDataConfig()
+        one = dataclasses.replace(self, source={}, target={},
+                                  **{k: getattr(defaults, k) for k in CORPUS_OPTIONS})
+        assign(one, section, here)
+        one._check_corpus(here)
+        return one
+
+    def validate(self, where: str = "raw") -> None:
+        """Raise :class:`ConfigError` naming the first bad option."""
+        if self.is_pair:
+            defaults = RawDataConfig()
+            at_top = [k for k in CORPUS_OPTIONS if getattr(self, k) != getattr(defaults, k)]
+            if at_top:
+                raise ConfigError(f"{where}.{at_top[0]}: with {where}.source and "
+                                  f"{where}.target, each corpus's options go under them, not "
+                                  f"in {where}")
+            for side in PAIR_SIDES:
+                self.corpus_config(side, where)
+        else:
+            self._check_corpus(where)
         self.modality_configs(where)
         _check(self.max_seconds > 0, f"{where}.max_seconds", "must be positive", self.max_seconds)
         _check(self.n_frames >= 1, f"{where}.n_frames", "must be at least 1", self.n_frames)
@@ -253,6 +307,15 @@ class RawDataConfig:
                self.max_tokens)
         _check(self.cache_dtype in ("float16", "float32"), f"{where}.cache_dtype",
                "must be float16 or float32", self.cache_dtype)
+
+    def _check_corpus(self, where: str) -> None:
+        """Check the options of the one corpus this config names (:data:`CORPUS_OPTIONS`)."""
+        from boomda.data.readers import READERS  # the corpus names
+
+        if self.corpus not in READERS:
+            raise ConfigError(f"{where}.corpus must be {_one_of(READERS)}, got {self.corpus!r}")
+        if not self.path:
+            raise ConfigError(f"{where}.path: give the corpus folder (the CSV for a manifest)")
         _check(self.video_crop in ("speaker", "full"), f"{where}.video_crop",
                "must be speaker or full", self.video_crop)
         for s in self.sessions:

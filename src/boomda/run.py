@@ -95,7 +95,7 @@ def _prepare(config: RunConfig, progress: bool):
                                   holdout=config.data.holdout,
                                   device=resolve_device(config.train.device), progress=progress)
         pair, encoders = raw_pair.pair, raw_pair.encoders
-        config.data.dataset = f"raw:{config.raw.corpus}"
+        config.data.dataset = f"raw:{config.raw.label}"
         config.data.modalities = list(pair.modalities)
         config.data.shifts = dict(pair.info["corruptions"])
     else:

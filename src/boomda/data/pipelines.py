@@ -127,6 +127,7 @@ class SignalPipeline:
         corruption = self.corruption if corrupt else None
         return cache_key({
             "backbone": self.fingerprint, "settings": self.settings, "input": self.source(item),
+            "corpus": item.corpus,
             "corruption": corruption,
             # the corruption's random draw depends on the seed and the utterance id
             "seed": seed if corruption else None, "id": item.id if corruption else None,

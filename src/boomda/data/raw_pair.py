@@ -7,10 +7,14 @@ Steps (Sun et al., AAAI 2026, Sec. 4; docs/raw.md):
    video that ends before the utterance) stop the run here, or with ``skip_missing`` are dropped
    and reported (a warning with their count) before anything is computed;
 2. split what remains into stratified random halves (source, target) and hold out a stratified
-   part of the source, all from one seed;
+   part of the source, all from one seed; for two corpora (``raw.source``, ``raw.target``),
+   read both, match the target's classes to the source's by name (:func:`match_classes`),
+   and hold out a stratified part of the whole source corpus; the whole target corpus is the
+   target;
 3. per modality and utterance: load the signal (audio at the backbone's rate, cut to
    ``max_seconds``; ``n_frames`` evenly sampled frames; the transcript), corrupt it in the target
-   half (:mod:`boomda.data.signals`, one seeded generator per utterance), prepare it as the
+   (:mod:`boomda.data.signals`, one seeded generator per utterance; for two corpora only the
+   modalities whose ``corruption`` is given), prepare it as the
    backbone expects (waveform normalisation, frame resizing and normalisation, tokenisation), and
    run the backbone's frozen part, read from and written to the cache
    (:mod:`boomda.data.frozen_cache`), all in the signal's pipeline (:mod:`boomda.data.pipelines`);
@@ -23,9 +27,11 @@ The trainable top of each backbone and its sequence encoder then form the modali
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from boomda.config import RawDataConfig, RawModalityConfig
+from boomda.config import PAIR_SIDES, RawDataConfig, RawModalityConfig
 from boomda.data.container import MultimodalData, pack_sequences
 from boomda.data.frozen_cache import FrozenCache
 from boomda.data.pair import DomainPair, stratified_split
 from boomda.data.pipelines import SignalPipeline, corruption_to_str, make_pipeline
-from boomda.data.readers import READERS, RawCorpus, read_manifest
+from boomda.data.readers import CLASS_CODES, READERS, RawCorpus, read_manifest
 from boomda.errors import DataError
 
 
@@ -51,9 +57,39 @@ def _pipelines(raw: RawDataConfig, specs: Mapping[str, RawModalityConfig],
 
 
 def read_corpus(raw: RawDataConfig, signals_used: list[str]) -> RawCorpus:
-    """The corpus a raw config names, read for the given signals by its reader
-    (:data:`boomda.data.readers.READERS`)."""
-    return READERS[raw.corpus](raw, signals_used)
+    """The corpus a one-corpus raw config names, read for the given signals by its reader
+    (:data:`boomda.data.readers.READERS`), each utterance marked with the corpus's identity
+    (its reader's name and resolved path: :attr:`RawItem.corpus <boomda.data.readers.RawItem>`,
+    part of the cache key)."""
+    return _identified(READERS[raw.corpus](raw, signals_used), raw.corpus, raw.path)
+
+
+def _identified(corpus: RawCorpus, reader: str, path: str | Path) -> RawCorpus:
+    identity = f"{reader}:{Path(os.path.expanduser(path)).resolve()}"
+    items = tuple(dataclasses.replace(item, corpus=identity) for item in corpus.items)
+    return dataclasses.replace(corpus, items=items)
+
+
+def match_classes(source: RawCorpus, target: RawCorpus) -> RawCorpus:
+    """The target corpus with its labels renumbered to the source's classes, matched by name
+    (the readers give IEMOCAP's and MSP-IMPROV's codes their common names,
+    :data:`~boomda.data.readers.CLASS_CODES`). A target class the source lacks is an error
+    naming it; source classes the target lacks are allowed."""
+    missing = [name for name in target.classes if name not in source.classes]
+    if missing:
+        hint = ""
+        codes = {code: (corpus, name) for corpus, table in CLASS_CODES.items()
+                 for code, name in table.items() if code != name}
+        if missing[0] in codes:
+            corpus, name = codes[missing[0]]
+            hint = f" ({missing[0]!r} is {corpus}'s code for {name}: label it {name})"
+        raise DataError(f"raw.target: class {missing[0]!r} of the target corpus {target.name} "
+                        f"is not a class of the source corpus {source.name} "
+                        f"({', '.join(source.classes)}); classes are matched by name{hint}")
+    index = [source.classes.index(name) for name in target.classes]
+    items = tuple(dataclasses.replace(item, label=index[item.label] if item.label >= 0 else -1)
+                  for item in target.items)
+    return dataclasses.replace(target, items=items, classes=source.classes)
 
 
 @dataclass
@@ -85,51 +121,86 @@ def build_raw_pair(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> RawPair:
-    """The paper's protocol on a raw corpus (module docstring); everything derives from
-    ``seed``. Utterances whose signal cannot be read stop the run with an error naming the file,
-    or, with ``raw.skip_missing``, are dropped and counted in ``info``. Those found when the
-    corpus is read (missing files, videos that end early) are dropped before the split and
-    reported at once in a warning, with their count, before any feature is computed."""
+    """The paper's protocol on a raw corpus, or a two-corpus pair (module docstring);
+    everything derives from ``seed``. Utterances whose signal cannot be read stop the run with
+    an error naming the file, or, with ``skip_missing``, are dropped and counted in ``info``.
+    Those found when a corpus is read (missing files, videos that end early) are dropped before
+    the split and reported at once in a warning, with their count, before any feature is
+    computed. For a pair, ``info["corpora"]`` describes each corpus."""
     raw.validate()
     if not 0.0 <= holdout < 1.0:
         raise DataError(f"holdout must lie in [0, 1), got {holdout}")
     specs = raw.modality_configs()
-    corpus = read_corpus(raw, sorted({s.signal for s in specs.values()}))
-    if corpus.skipped:
-        warnings.warn(corpus.skip_summary(), stacklevel=2)
+    signals_used = sorted({s.signal for s in specs.values()})
+    configs = ({side: raw.corpus_config(side) for side in PAIR_SIDES} if raw.is_pair
+               else {"source": raw, "target": raw})
+    source = read_corpus(configs["source"], signals_used)
+    target = (match_classes(source, read_corpus(configs["target"], signals_used))
+              if raw.is_pair else source)
+    for corpus in {id(c): c for c in (source, target)}.values():
+        if corpus.skipped:
+            warnings.warn(corpus.skip_summary(), stacklevel=2)
     cache, pipelines = _pipelines(raw, specs, torch.device(device))
 
-    labels = corpus.labels
     rng = np.random.default_rng(seed)
-    source_idx, target_idx = stratified_split(labels, 0.5, rng)
+    if raw.is_pair:
+        source_idx, target_idx = np.arange(len(source)), np.arange(len(target))
+    else:
+        source_idx, target_idx = stratified_split(source.labels, 0.5, rng)
     holdout_idx = np.zeros(0, dtype=np.int64)
     if holdout > 0:
-        hold, train = stratified_split(labels[source_idx], holdout, rng)
+        hold, train = stratified_split(source.labels[source_idx], holdout, rng)
         holdout_idx, source_idx = source_idx[hold], source_idx[train]
 
-    unreadable: list[str] = []
+    unreadable: dict[str, list[str]] = {"source": [], "target": []}
+    if not raw.is_pair:  # one corpus: one list, in the order the parts are prepared
+        unreadable["target"] = unreadable["source"]
     parts, ids = {}, {}
-    for part, index, corrupt in (("source", source_idx, False), ("target", target_idx, True),
-                                 ("source_holdout", holdout_idx, False)):
+    for part, side, index, corrupt in (("source", "source", source_idx, False),
+                                       ("target", "target", target_idx, True),
+                                       ("source_holdout", "source", holdout_idx, False)):
+        corpus = source if side == "source" else target
         parts[part], ids[part] = _extract(corpus, index, pipelines, corrupt, seed,
-                                          raw.skip_missing, unreadable, part, progress)
-    n_classes = len(corpus.classes)
+                                          configs[side].skip_missing, unreadable[side], part,
+                                          progress)
     holdout_data = parts["source_holdout"] if holdout > 0 else None
-    pair = DomainPair(parts["source"], parts["target"], n_classes, holdout_data)
-    info = {
-        "corpus": raw.corpus, "path": str(raw.path), "classes": list(corpus.classes),
-        "seed": seed, "holdout": holdout, "n_utterances": len(corpus),
-        "class_counts": corpus.class_counts,
-        "skipped_missing": corpus.n_skipped, "skipped_unreadable": len(unreadable),
-        "skipped_by_reason": dict(corpus.skip_counts),
-        "skipped": list(corpus.skipped) + unreadable,
+    pair = DomainPair(parts["source"], parts["target"], len(source.classes), holdout_data)
+    if raw.is_pair:
+        corpora = {side: _corpus_info(configs[side], corpus, unreadable[side])
+                   for side, corpus in (("source", source), ("target", target))}
+        info: dict[str, Any] = {
+            "corpus": raw.label, "classes": list(source.classes),
+            "n_utterances": len(source) + len(target),
+            "skipped_missing": source.n_skipped + target.n_skipped,
+            "skipped_unreadable": len(unreadable["source"]) + len(unreadable["target"]),
+            "skipped_by_reason": dict(Counter(source.skip_counts) + Counter(target.skip_counts)),
+            "skipped": [s for c in corpora.values() for s in c["skipped"]],
+            "corpora": corpora,
+        }
+    else:
+        info = {**_corpus_info(raw, source, unreadable["source"]),
+                "classes": list(source.classes)}
+    info.update({
+        "seed": seed, "holdout": holdout,
         "corruptions": {m: corruption_to_str(p.corruption) for m, p in pipelines.items()},
         "backbones": {m: p.backbone_record() for m, p in pipelines.items()},
         "cache": None if cache is None else {"dir": str(cache.root), "hits": cache.hits,
                                              "misses": cache.misses},
-    }
+    })
     pair.info = info
     return RawPair(pair, pipelines, info, ids)
+
+
+def _corpus_info(raw: RawDataConfig, corpus: RawCorpus, unreadable: Sequence[str]
+                 ) -> dict[str, Any]:
+    """What a run records of one corpus: which, where, how many utterances, what was skipped."""
+    return {
+        "corpus": raw.corpus, "path": str(raw.path), "n_utterances": len(corpus),
+        "class_counts": corpus.class_counts,
+        "skipped_missing": corpus.n_skipped, "skipped_unreadable": len(unreadable),
+        "skipped_by_reason": dict(corpus.skip_counts),
+        "skipped": list(corpus.skipped) + list(unreadable),
+    }
 
 
 def raw_inputs(
@@ -169,9 +240,10 @@ def _manifest_inputs(raw: RawDataConfig, manifest: str | Path, classes: list[str
     """The clean inputs of a manifest's utterances and their presence mask (all True unless
     ``allow_empty`` lets a row leave a cell empty)."""
     specs = raw.modality_configs()
-    corpus = read_manifest(manifest, classes, raw.skip_missing,
-                           sorted({s.signal for s in specs.values()}), labels_required=False,
-                           allow_empty=allow_empty)
+    corpus = _identified(read_manifest(manifest, classes, raw.skip_missing,
+                                       sorted({s.signal for s in specs.values()}),
+                                       labels_required=False, allow_empty=allow_empty),
+                         "manifest", manifest)
     _, pipelines = _pipelines(raw, specs, device)
     present: dict[str, list[bool]] = {m: [] for m in pipelines}
     data, ids = _extract(corpus, np.arange(len(corpus)), pipelines, False, 0, raw.skip_missing,

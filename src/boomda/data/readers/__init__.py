@@ -11,9 +11,9 @@ adding a corpus is one new module and its entry below (docs/extending.md).
 
 from boomda.data.readers import iemocap, manifest, msp_improv
 from boomda.data.readers.base import EMOTIONS, MODALITIES, CorpusReader, RawCorpus, RawItem
-from boomda.data.readers.iemocap import iemocap_speaker_half, read_iemocap
+from boomda.data.readers.iemocap import IEMOCAP_CODES, iemocap_speaker_half, read_iemocap
 from boomda.data.readers.manifest import read_manifest
-from boomda.data.readers.msp_improv import read_msp_improv
+from boomda.data.readers.msp_improv import MSP_IMPROV_CODES, read_msp_improv
 
 #: corpus name (``raw.corpus``) -> its reader
 READERS: dict[str, CorpusReader] = {
@@ -22,7 +22,16 @@ READERS: dict[str, CorpusReader] = {
     "manifest": manifest.read,
 }
 
+#: corpus name -> its label codes and the class names (:data:`EMOTIONS`) its reader gives them;
+#: IEMOCAP's ``exc`` (excited) is happy only with ``merge_excited``. Two corpora are matched by
+#: these names (docs/raw.md, "Two corpora").
+CLASS_CODES: dict[str, dict[str, str]] = {
+    "iemocap": {**IEMOCAP_CODES, "exc": "happy"},
+    "msp-improv": dict(MSP_IMPROV_CODES),
+}
+
 __all__ = [
+    "CLASS_CODES",
     "EMOTIONS",
     "MODALITIES",
     "READERS",

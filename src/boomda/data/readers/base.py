@@ -60,7 +60,10 @@ class RawItem:
     utterance out of a longer video file (IEMOCAP's per-dialog videos), ``None`` for the whole
     file. ``crop`` (``"left"``/``"right"``) is the half of each frame that shows the speaker
     (IEMOCAP's split-screen dialog videos), ``None`` for whole frames. ``audio`` is always a
-    per-utterance file. Modalities not read are ``None``.
+    per-utterance file. Modalities not read are ``None``. ``corpus`` identifies the corpus the
+    utterance was read from (its reader's name and resolved path, set by
+    :func:`boomda.data.raw_pair.read_corpus`); it enters the frozen-state cache key, so two
+    corpora never share an entry.
     """
 
     id: str
@@ -71,6 +74,7 @@ class RawItem:
     end: float | None = None
     text: str | None = None
     crop: str | None = None
+    corpus: str = ""
 
 
 @dataclass(frozen=True)
