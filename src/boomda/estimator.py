@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,9 +16,9 @@ from boomda.atomic import atomic_write
 from boomda.config import TrainConfig, assign
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair
-from boomda.errors import BoomdaError, DataError
+from boomda.errors import BoomdaError, ConfigError, DataError
 from boomda.evaluate import evaluate, predict_logits, prediction_scores
-from boomda.methods import build_method, check_config
+from boomda.methods import METHODS, build_method, check_config
 from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
 from boomda.nn.encoders import ModuleEncoder, check_module_encoder
 from boomda.nn.net import MultimodalNet
@@ -47,6 +48,7 @@ class DomainAdapter:
         own = {f.name for f in dataclasses.fields(TrainConfig)}
         method_options = {k: options.pop(k) for k in list(options) if k not in own}
         assign(config, options, "")
+        _check_option_names(method_options, config.method)
         config.options = {**config.options, **method_options}
         check_config(config)
         self.config = config
@@ -271,6 +273,26 @@ class DomainAdapter:
         adapter.metadata = json.loads(payload.get("metadata") or "{}")
         adapter.method.to(adapter.device).eval()
         return adapter
+
+
+def _check_option_names(names: Mapping[str, object], method: str) -> None:
+    """A :class:`ConfigError` for a keyword that is neither a :class:`TrainConfig` field nor an
+    option of ``method``, naming the close names of either kind (``epoch``: ``epochs``)."""
+    if method not in METHODS:
+        return  # check_config names the unknown method
+    train = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "options"]
+    own = [f.name for f in dataclasses.fields(METHODS[method].Options)]
+    for key in sorted(names):
+        if key in own:
+            continue
+        close = [f"the training option {name!r}" for name in
+                 difflib.get_close_matches(key, train, n=2, cutoff=0.7)]
+        close += [f"{method}'s option {name!r}" for name in
+                  difflib.get_close_matches(key, own, n=2, cutoff=0.7)]
+        hint = (f"; did you mean {' or '.join(close)}?" if close else
+                f"; nor is it a training option ({', '.join(train)})")
+        raise ConfigError(f"method {method!r} has no option {key!r}; its options: "
+                          f"{', '.join(own) or 'none'}{hint}")
 
 
 def _module_encoder(name: str, module: object, n_features: int, dim: int,
