@@ -75,7 +75,8 @@ def _note(ax: Axes, text: str) -> None:
 
 def dynamics_figure(run_dir: str | Path, smooth: float = 0.9) -> Figure:
     """Paper Fig. 3 for one run: (a) r, (b) gamma per objective, (c) pseudo-label accuracy over
-    steps, each raw (faint) and smoothed with :func:`smooth_ema`; a note where not logged."""
+    steps, each raw (faint) and smoothed with :func:`smooth_ema`; a note where not logged. A run
+    that logged none of the three gets the figure of its losses instead."""
     import matplotlib
 
     matplotlib.use("Agg")
