@@ -106,3 +106,18 @@ def test_the_check_leaves_the_module_in_its_mode_and_its_batch_norm_statistics_a
         adapter.fit(_pair(), encoders={"m0": module, "m1": nn.Linear(7, 3)})
     assert module.training
     assert int(module[1].num_batches_tracked) == 0
+
+
+def test_a_plain_module_for_a_sequence_modality_is_a_one_line_error():
+    from boomda.data.container import pack_sequences
+
+    rng = np.random.default_rng(0)
+    views, y = make_views(n=40, dims=(5,))
+    seqs = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(40)]
+    source = MultimodalData({**views, "seq": pack_sequences(seqs)}, labels=y)
+    target = MultimodalData({**views, "seq": pack_sequences(seqs)})
+    pair = DomainPair.from_arrays(source, target)
+    with pytest.raises(DataError, match=r"^encoders\['seq'\]: modality 'seq' holds packed "
+                                        r"sequences; its encoder must be a sequence encoder "
+                                        r"such as BackboneEncoder .*got a Linear$"):
+        _adapter().fit(pair, encoders={"seq": nn.Linear(4, D)})

@@ -96,6 +96,13 @@ class DomainAdapter:
         for m in pair.modalities:
             if pair.source.is_sequence(m) and m not in encoders:
                 raise DataError(f"modality {m!r} holds sequences; pass its encoder (encoders=...)")
+            if pair.source.is_sequence(m) and not all(
+                    hasattr(encoders[m], a) for a in ("n_features", "out_dim",
+                                                      "fit_standardization", "augment")):
+                raise DataError(f"encoders[{m!r}]: modality {m!r} holds packed sequences; its "
+                                f"encoder must be a sequence encoder such as BackboneEncoder "
+                                f"(n_features, out_dim, fit_standardization, augment), got a "
+                                f"{type(encoders[m]).__name__}")
             if m in encoders and not pair.source.is_sequence(m):
                 if isinstance(encoders[m], BackboneEncoder):
                     raise DataError(f"modality {m!r} holds feature vectors, but a sequence "
