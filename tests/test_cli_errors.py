@@ -106,6 +106,7 @@ CASES = [
     (["run", "--resume", "nowhere"], "not a run folder"),
     (["run", "--resume", "runs/m"], "already finished"),
     (["run", "--resume", "runs/m", "--seed", "2"], "--seed does not apply"),
+    (["run", "--resume", "runs/m", "--threads", "1"], "already finished"),  # --threads applies
     (["bench", "missing.yaml"], "missing.yaml"),
     (["bench", "grid_bad.yaml"], "unknown key 'methds'"),
     (["bench", "configs/none.yaml", "--workers", "x"], "--workers: invalid int value"),

@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 1)")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the unfinished run in RUN_DIR from its last checkpoint, "
-                          "with the settings it was started with (no other option applies)")
+                          "with the settings it was started with (of the other options, only "
+                          "--threads and --no-progress apply)")
     run.add_argument("--tensorboard", action="store_true",
                      help="also write the per-step metrics as TensorBoard events under "
                           "<run folder>/tensorboard/ (as logging: {tensorboard: true})")
