@@ -286,3 +286,17 @@ def test_the_summary_is_written_while_the_folder_is_still_locked(tmp_path):
     assert seen == [1]
     with grid_lock(tmp_path / "g"):  # released afterwards
         pass
+
+
+def test_the_last_progress_line_says_every_cell_is_done(tmp_path, capsys):
+    raw = _spec(methods=["dt"], seeds=[0, 1], subsets=[["fou", "kar"]])
+    raw["base"]["train"]["epochs"] = 1
+    result = run_grid(GridSpec.from_dict(raw), tmp_path / "g", workers=1, threads=1,
+                      progress=True, report=False)
+    assert result.done == 2
+    err = capsys.readouterr().err
+    updates = [u for u in err.replace("\n", "\r").split("\r") if u.strip()]
+    assert "running 1, left 2, failed 0" in updates[1]
+    assert any("running 1, left 1, failed 0" in u for u in updates)
+    assert "2/2" in updates[-1] and "all done, failed 0" in updates[-1]
+    assert "running" not in updates[-1]

@@ -52,6 +52,7 @@ def _make_files(tmp_path):
     (tmp_path / "bad_key.yaml").write_text("trian:\n  epochs: 3\n")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     (tmp_path / "grid_bad.yaml").write_text("name: g\nmethds: [dt]\n")
+    (tmp_path / "grid_nosweep.yaml").write_text("name: g\nmethods: [dt]\nseeds: [0]\n")
     (tmp_path / "garbage.pt").write_bytes(b"\x00\x01garbage")
     torch.save({"format": 99}, tmp_path / "other.pt")
     code = main(["run", "--dataset", "d.npz", "--epochs", "1", "--name", "m", "--no-progress"])
@@ -102,10 +103,14 @@ CASES = [
     (["run", "--resume", "nowhere"], "not a run folder"),
     (["run", "--resume", "runs/m"], "already finished"),
     (["run", "--resume", "runs/m", "--seed", "2"], "--seed does not apply"),
+    (["run", "--resume", "runs/m", "--threads", "1"], "already finished"),  # --threads applies
     (["bench", "missing.yaml"], "missing.yaml"),
     (["bench", "grid_bad.yaml"], "unknown key 'methds'"),
     (["bench", "configs/none.yaml", "--workers", "x"], "--workers: invalid int value"),
     (["bench", "grid_bad.yaml", "--select", "oracle"], "--select 'oracle'"),
+    (["bench", "grid_nosweep.yaml", "--select", "im"],
+     "--select im: the grid grid_nosweep.yaml has no sweep, so there is no grid point to select"),
+    (["run", "--threads", "0"], "--threads 0: give a number of threads, at least 1"),
     (["predict", "missing.pt", "d.npz"], "checkpoint not found: missing.pt"),
     (["predict", "garbage.pt", "d.npz"], "garbage.pt: not a readable boomda checkpoint"),
     (["predict", "other.pt", "d.npz"], "other.pt: not a boomda checkpoint"),

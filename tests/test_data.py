@@ -219,3 +219,31 @@ def test_htad_errors_name_the_file(tmp_path):
     bad.write_text("class,v1_a,v2_b\ndance,1,2\n")
     with pytest.raises(DataError, match="unknown class 'dance'"):
         load_htad(bad)
+
+
+def test_reprs_are_short_summaries_not_arrays():
+    from boomda.data.container import pack_sequences
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    seqs = [rng.normal(size=(n, 4)).astype(np.float32) for n in (1 + np.arange(30) % 6)]
+    views = {"a": rng.normal(size=(30, 5)), "b": rng.normal(size=(30, 2)),
+             "seq": pack_sequences(seqs)}
+    data = MultimodalData(views, labels=y)
+    assert repr(data) == ("MultimodalData(30 samples; a (5), b (2), seq (sequences of 6 x 4); "
+                          "labels of 3 classes)")
+    target = MultimodalData({k: v[:12] for k, v in views.items()})
+    assert repr(target) == ("MultimodalData(12 samples; a (5), b (2), seq (sequences of 6 x 4); "
+                            "unlabelled)")
+    pair = DomainPair.from_arrays(data, target)
+    assert repr(pair) == ("DomainPair(source 30 samples, target 12 (unlabelled); modalities "
+                          "a (5), b (2), seq (sequences of 6 x 4); 3 classes; info {})")
+    mfeat = load_multiple_features(["fou", "kar"])
+    pair = DomainPair.from_protocol(mfeat, {"fou": "noise:snr=1"}, seed=0)
+    assert str(pair) == (
+        "DomainPair(source 800 samples, target 1000 (labelled, for evaluation only), source "
+        "held out 200; modalities fou (76), kar (64); 10 classes; info {'seed': 0, "
+        "'holdout': 0.2, 'shifts': {'fou': 'noise:snr=1'}})")
+    pair.info = {"notes": "x" * 500}
+    assert repr(pair).endswith("info {'notes': '" + "x" * (237 - len("{'notes': '")) + "...)")
+    assert len(repr(pair)) < 400

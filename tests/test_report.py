@@ -156,13 +156,38 @@ def test_table1_marks_best_and_shows_missing_as_dash(grid):
     assert lines["Method"] == ["fou+kar", "fou+pix", "fou+kar+pix", "ave."]
     boomda, dt = lines["Boomda"], lines["D.T."]
     assert boomda[0] == "**82.00 ± 2.00**"
-    assert boomda[1] == "**90.00 ± 0.00** (n=1)"
-    assert boomda[2] == "70.00 ± 0.00 (n=1)" and dt[2] == "**75.00 ± 0.00** (n=1)"
+    # a single run shows its score, without a spread
+    assert boomda[1] == "**90.00** (n=1)"
+    assert boomda[2] == "70.00 (n=1)" and dt[2] == "**75.00** (n=1)"
     assert boomda[3] == "**80.67**"
     assert dt[0] == "61.00 ± 1.41 (n=2)"
     assert dt[1] == "– (1 failed)" and dt[3] == "–"
     assert "0.00 ±" not in dt[1]
     assert "`dt-fou+pix-s0`" in text
+
+
+def test_a_table_of_one_seed_shows_scores_without_spread(tmp_path):
+    g = tmp_path / "grid"
+    make_cell(g, "boomda-fou+kar-s0", "boomda", ["fou", "kar"], 0, 81.25)
+    make_cell(g, "dt-fou+kar-s0", "dt", ["fou", "kar"], 0, 64.5)
+    text = render_table1(aggregate(collect_runs(g)))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| ")}
+    assert rows["Boomda"] == ["**81.25**", "**81.25**"]
+    assert rows["D.T."] == ["64.50", "64.50"]
+    assert "±" not in text.split("\n\n")[0]
+    assert "the score of the one seed per cell" in text
+
+
+def test_figure_of_an_unknown_cell_lists_the_valid_cell_ids(grid):
+    with pytest.raises(BoomdaError) as err:
+        write_report(grid, ["boomda-fou+kar-s7"])
+    message = str(err.value)
+    assert message.startswith("--figure boomda-fou+kar-s7: no such cell in ")
+    folders = sorted(p.name for p in (grid / "runs").iterdir())
+    assert len(folders) == 10
+    assert "; did you mean boomda-fou+kar-s0, boomda-fou+kar-s1, boomda-fou+kar-s2?" in message
+    assert message.endswith("Valid cell ids: " + ", ".join(folders))
 
 
 def test_table2_only_with_ablation_variants(grid):
@@ -240,7 +265,7 @@ def test_smooth_ema_is_debiased():
     assert smooth_ema([1.0, 5.0], 0.0) == pytest.approx([1.0, 5.0])
 
 
-@pytest.mark.parametrize("method", ["boomda", "dt"])
+@pytest.mark.parametrize("method", ["boomda", "pl"])
 def test_plot_dynamics_three_panels(tmp_path, method):
     import matplotlib.image
 
@@ -254,11 +279,38 @@ def test_plot_dynamics_three_panels(tmp_path, method):
         assert notes == [] and fig.axes[0].get_yscale() == "log"
         assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
             "fou", "kar", "pix", "fused"]
-    else:
-        assert notes == [f"{what} not logged for method dt"
-                         for what in ("r", "gamma", "pseudo-labels")]
+    else:  # pseudo-labels only: the panels of what it did not log say so
+        assert notes == [f"{what} not logged for method pl" for what in ("r", "gamma")]
     png = plot_dynamics(run, tmp_path / "figures" / "run.png")
     assert matplotlib.image.imread(png).shape[:2] == (456, 1560)
+
+
+def test_a_method_without_fig3_traces_gets_a_figure_of_its_losses(tmp_path):
+    import matplotlib.image
+
+    run = make_cell(tmp_path, "run", "dt", ["fou", "kar"], 0, 80.0)
+    fig = dynamics_figure(run)
+    assert len(fig.axes) == 1 and not fig.axes[0].texts
+    ax = fig.axes[0]
+    assert ax.get_title() == "(a) loss terms"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["total", "ib"]
+    # raw and smoothed line per term: the raw ones are the logged values
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [2.0 / (1 + s) for s in range(40)])
+    np.testing.assert_allclose(ax.lines[2].get_ydata(), np.ones(40))
+    png = plot_dynamics(run, tmp_path / "run.png")
+    assert matplotlib.image.imread(png).shape[:2] == (456, 780)
+
+    # a method's own diagnostics and its varying weights get a second panel
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for entry in lines:
+        entry.update(loss_adv=0.7, weight_adv=entry["step"] / 40, extra_grl_lambda=0.5)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    fig = dynamics_figure(run)
+    assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["total", "ib", "adv"]
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+        "extra_grl_lambda", "weight_adv"]  # weight_ib is constant: not drawn
+    np.testing.assert_allclose(fig.axes[1].lines[2].get_ydata(), np.arange(40) / 40)
 
 
 def test_plot_dynamics_needs_final_metrics(tmp_path):

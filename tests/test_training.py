@@ -1,6 +1,7 @@
 """Training end to end: variants, logging, no target-label leak, save/load, the CLI."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -105,6 +106,36 @@ def test_boomda_beats_direct_transfer_on_shifted_embedded_data():
     source_f1 = dt.evaluate(pair.source_holdout)["weighted_f1"]
     assert source_f1 - f1_dt >= 10.0  # the default shift makes direct transfer clearly lose
     assert f1_boomda >= f1_dt + 5.0
+
+
+@pytest.fixture
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("_keep_threads")
+def test_cli_run_threads_and_progress_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    """boomda run: one torch thread by default on feature-vector data (OMP_NUM_THREADS unset),
+    --threads N otherwise; a progress bar only when stderr is a terminal."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("BOOMDA_STDERR_TERMINAL", raising=False)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"train": {"epochs": 1, "dim": 8, "hidden": 16},
+                                      "data": {"modalities": ["fou", "mor"], "shifts": {}}}))
+    base = ["run", "--config", str(config), "--out", str(tmp_path / "runs")]
+    torch.set_num_threads(2)
+    assert main([*base, "--name", "a"]) == 0
+    assert torch.get_num_threads() == 1
+    err = capsys.readouterr().err
+    assert "step/s" not in err and "%|" not in err  # captured stderr: not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*base, "--name", "b", "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 2
+    assert "| 0/16 [" in capsys.readouterr().err  # the bar of its 16 steps
+    assert main([*base, "--name", "c", "--no-progress"]) == 0
+    assert "%|" not in capsys.readouterr().err
 
 
 def test_cli_run_writes_run_folder(tmp_path, capsys):
@@ -232,3 +263,41 @@ def test_method_diagnostics_are_logged(tmp_path):
         assert logs[i]["extra_grl"] == pytest.approx(2 / (1 + math.exp(-10 * p)) - 1)
     assert "extra_grl" not in DomainAdapter(method="dt", seed=1, **TINY).fit(
         _toy_pair()).history[0].to_dict()
+
+
+def test_gamma_names_its_objectives_and_survives_a_resume():
+    """StepLog.gamma_names / gamma_by_name: Boomda's weights belong to the modalities, then the
+    fused representation; the metrics line keeps gamma a list; a training state whose history
+    predates the names gets them back on resume."""
+    import json
+    from copy import deepcopy
+
+    from boomda import DomainAdapter, DomainPair, MultimodalData
+    from tests.conftest import make_views
+
+    views, y = make_views(n=40, dims=(4, 3, 5))
+    target, _ = make_views(n=40, dims=(4, 3, 5), shift=0.3)
+    pair = DomainPair.from_arrays(MultimodalData(views, labels=y), MultimodalData(target))
+    options = dict(epochs=2, dim=8, hidden=16, batch_size=16, seed=0)
+    states = []
+    # a copy: the optimiser's state in the training state goes on changing with training
+    full = DomainAdapter(**options).fit(pair, checkpoint=lambda s: states.append(deepcopy(s)),
+                                        checkpoint_every=1)
+    last = full.history[-1]
+    assert last.gamma_names == ["m0", "m1", "m2", "fused"]
+    assert last.gamma_by_name == dict(zip(["m0", "m1", "m2", "fused"], last.gamma, strict=True))
+    assert abs(sum(last.gamma_by_name.values()) - 1) < 1e-6
+    line = last.to_dict()
+    assert "gamma_names" not in line and line["gamma"] == last.gamma
+    dt = DomainAdapter(method="dt", **options).fit(pair)
+    assert dt.history[-1].gamma is None and dt.history[-1].gamma_by_name is None
+
+    (state,) = states  # after epoch 1 of 2
+    old = json.loads(state["history"])
+    for fields in old:
+        del fields["gamma_names"]
+    state["history"] = json.dumps(old)
+    resumed = DomainAdapter(**options).fit(pair, resume=state)
+    assert [log.gamma_names for log in resumed.history] == [["m0", "m1", "m2", "fused"]] * len(
+        full.history)
+    assert [log.gamma for log in resumed.history] == [log.gamma for log in full.history]

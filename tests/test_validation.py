@@ -314,3 +314,23 @@ def test_config_does_not_import_the_methods():
     assert "boomda.errors" in imported
     assert not {m for m in imported
                 if m and m.startswith(("boomda.methods", "boomda.balance", "boomda.losses"))}
+
+
+@pytest.mark.parametrize("keyword, hint", [
+    ("epoch", "; did you mean the training option 'epochs'?"),
+    ("batchsize", "; did you mean the training option 'batch_size'?"),
+    ("alpha_2", "; did you mean boomda's option 'alpha2' or boomda's option 'alpha1'?"),
+    ("zzz", "; nor is it a training option (method, epochs, batch_size, lr, betas, "
+            "weight_decay, optimizer, lr_schedule, grad_clip, beta, dim, hidden, dropout, "
+            "modality_dropout, seed, device, precision)"),
+])
+def test_a_misspelt_keyword_names_the_close_training_or_method_option(keyword, hint):
+    with pytest.raises(ConfigError) as err:
+        DomainAdapter(**{keyword: 3})
+    assert str(err.value) == (f"method 'boomda' has no option {keyword!r}; its options: alpha1, "
+                              f"alpha2, vote_threshold, gamma_solver, gamma_normalization, "
+                              f"ca_form{hint}")
+    with pytest.raises(ConfigError, match=r"method 'dann' has no option 'trade_of'; its options: "
+                                          r"trade_off, .*; did you mean dann's option "
+                                          r"'trade_off'\?$"):
+        DomainAdapter(method="dann", trade_of=0.5)

@@ -649,12 +649,14 @@ def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell,
 
         bench_ray.execute(payloads, runs, ray, workers=workers, threads=threads, finish=finish,
                           describe=describe)
+        _describe(bar, running=0, left=0, failed=failed)
         return failed
     if workers == 1:
         _init_worker(threads)
         for i, (cell_id, config) in enumerate(payloads):
             _describe(bar, running=1, left=len(payloads) - i, failed=failed)
             finish(*run_cell(config, str(runs / cell_id))[:2])
+        _describe(bar, running=0, left=0, failed=failed)
         return failed
     import multiprocessing as mp
 
@@ -687,9 +689,18 @@ def _execute(payloads, runs: Path, workers: int, threads: int, bar, on_cell,
         _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+    _describe(bar, running=0, left=0, failed=failed)
     return failed
+
+
+def describe_progress(running: int, left: int, failed: int) -> str:
+    """The progress line's counts: the cells running, left (running included) and failed; once
+    none is left, only the failed ones."""
+    if left == 0:
+        return f"all done, failed {failed}"
+    return f"running {running}, left {left}, failed {failed}"
 
 
 def _describe(bar, *, running: int, left: int, failed: int) -> None:
     if bar is not None:
-        bar.set_postfix_str(f"running {running}, left {left}, failed {failed}", refresh=True)
+        bar.set_postfix_str(describe_progress(running, left, failed), refresh=True)

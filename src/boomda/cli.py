@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 1)")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the unfinished run in RUN_DIR from its last checkpoint, "
-                          "with the settings it was started with (no other option applies)")
+                          "with the settings it was started with (of the other options, only "
+                          "--threads and --no-progress apply)")
     run.add_argument("--tensorboard", action="store_true",
                      help="also write the per-step metrics as TensorBoard events under "
                           "<run folder>/tensorboard/ (as logging: {tensorboard: true})")
@@ -101,7 +102,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="data-parallel training in N processes on this machine (launches "
                           "torchrun --standalone --nproc-per-node N; one GPU each on a GPU "
                           "machine; batch_size stays the global batch; see docs/scale.md)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="torch's CPU threads (default: 1 on feature-vector data, whose small "
+                          "network runs fastest on one, above all on a busy machine; torch's "
+                          "default for a raw corpus; OMP_NUM_THREADS when it is set)")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar (there is none when stderr is not a terminal)")
 
     bench = sub.add_parser(
         "bench", help="run a grid of methods x modality subsets x seeds",
@@ -109,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
                     "in parallel worker processes. Finished cells are kept: rerunning the same "
                     "command after an interruption runs only the unfinished ones. Writes the "
                     "report (results.csv, report.md, figures) at the end.",
+        epilog="The grid file's keys (name, base, methods, modalities, subsets, seeds, "
+               "method_overrides, tasks, sweep, sweep_methods): docs/grids.md. To run one "
+               "modality subset, name it in the file, e.g. 'subsets: [fou+kar]'; --methods "
+               "and --seeds narrow a grid from the command line. Progress bars only on a "
+               "terminal.",
     )
     bench.add_argument("grid", help="grid YAML file, e.g. configs/grid-table1.yaml")
     bench.add_argument("--out", help="grid folder (default bench/<grid name>)")
@@ -134,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="CPUs each cell's Ray task holds (default 1)")
     bench.add_argument("--ray-gpus-per-cell", type=float, default=None, metavar="N",
                        help="GPUs each cell's Ray task holds, fractions allowed (default 0)")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (there is none when stderr is not a terminal)")
 
     predict = sub.add_parser(
         "predict", help="predict with a saved model",
@@ -153,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
                               "of the present modalities' heads, fused uses the fused head with "
                               "the absent representations zeroed; auto: fused for a model trained "
                               "with modality_dropout, else heads (default auto)")
-    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.add_argument("--no-progress", action="store_true",
+                         help="no progress bar (there is none when stderr is not a terminal)")
 
     diagnose = sub.add_parser(
         "diagnose", help="per-modality shift between source and target, without labels",
@@ -182,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
                                           "its representations")
     diagnose.add_argument("--out", default="diagnosis",
                           help="folder for diagnosis.json and diagnosis.png (default diagnosis)")
-    diagnose.add_argument("--no-progress", action="store_true", help="no progress bar")
+    diagnose.add_argument("--no-progress", action="store_true",
+                          help="no progress bar (there is none when stderr is not a terminal)")
 
     report = sub.add_parser(
         "report", help="tables, CSV and figures from a grid folder",
@@ -302,14 +316,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         given = [flag for flag, value in vars(args).items()
                  if flag not in ("command", "resume", "no_progress", "shift", "option", "nproc",
-                                 "argv")
+                                 "threads", "argv")
                  and value not in (None, False)] + [f for f in ("shift", "option")
                                                     if getattr(args, f)]
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
                               f"apply")
-        progress = not args.no_progress and distributed.is_writer()
+        _set_threads(args.threads, _resumed_is_raw(args.resume))
+        progress = _progress(args) and distributed.is_writer()
         try:
             result = resume_experiment(args.resume, progress=progress)
         finally:
@@ -318,13 +333,52 @@ def _run(args: argparse.Namespace) -> int:
             print(f"resumed at step {result.summary.resumed_at_step}")
     else:
         config = build_config(args)
+        _set_threads(args.threads, config.raw is not None)
         try:
-            result = run_experiment(config, progress=not args.no_progress, overwrite=args.overwrite)
+            result = run_experiment(config, progress=_progress(args), overwrite=args.overwrite)
         finally:
             distributed.teardown()
     if result is not None:  # None: a data-parallel rank other than 0
         print(_summary(result))
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars: unless ``--no-progress``, and only on a terminal (not in a log file); the
+    processes of ``--nproc`` ask their launcher's terminal."""
+    if args.no_progress:
+        return False
+    return sys.stderr.isatty() or os.environ.get(_TERMINAL_ENV) == "1"
+
+
+#: set by ``--nproc``'s launcher for its processes (their stderr is a pipe): "1" when the
+#: launcher's stderr is a terminal
+_TERMINAL_ENV = "BOOMDA_STDERR_TERMINAL"
+
+
+def _set_threads(threads: int | None, raw: bool) -> None:
+    """torch's CPU threads for ``boomda run``: ``threads`` if given; else OMP_NUM_THREADS's when
+    set, torch's default (the cores) for a raw corpus (large backbones), and 1 otherwise (the
+    feature-vector network is small: threads spend more time handing off than computing)."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: give a number of threads, at least 1")
+        torch.set_num_threads(threads)
+    elif not raw and not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(1)
+
+
+def _resumed_is_raw(folder: str) -> bool:
+    """Whether the run in ``folder`` (``--resume``) reads a raw corpus (False when its config
+    cannot be read: resuming then fails with its own message)."""
+    from boomda import rundir
+
+    try:
+        return bool(rundir.read_yaml_mapping(Path(folder) / rundir.CONFIG).get("raw"))
+    except (BoomdaError, OSError):
+        return False
 
 
 def _check_parallel(config: RunConfig, nproc: int) -> None:
@@ -366,6 +420,7 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
                "--nproc-per-node", str(nproc), "-m", "boomda", *rest]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env[_TERMINAL_ENV] = "1" if sys.stderr.isatty() else "0"
     launcher = re.compile(rb"^(\[?[EWI]\d{4} |Traceback \(most recent call last\)|"
                           rb"torch\.distributed\.elastic)")
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
@@ -458,6 +513,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.tensorboard:
         spec.base["logging"] = {**(spec.base.get("logging") or {}), "tensorboard": True}
     spec.validate("grid")
+    if args.select is not None and not spec.sweep:
+        raise ConfigError(f"--select {args.select}: the grid {args.grid} has no sweep, so there "
+                          f"is no grid point to select (docs/grids.md)")
     folder = args.out or os.path.join("bench", spec.name)
 
     def summarise(result) -> None:  # while the grid folder is still locked
@@ -466,7 +524,7 @@ def _bench(args: argparse.Namespace) -> int:
         main_report(str(result.folder), None, args.select or DEFAULT_VALIDATOR)
 
     result = run_grid(spec, folder, workers=args.workers, threads=args.threads,
-                      progress=not args.no_progress, report=False, on_done=summarise,
+                      progress=_progress(args), report=False, on_done=summarise,
                       ray=_ray_options(args))
     return 0 if result.failed == 0 else 1
 
@@ -500,7 +558,7 @@ def _predict(args: argparse.Namespace) -> int:
     names = [str(c) for c in adapter.classes]
     try:
         if args.data.lower().endswith(".csv"):
-            data, ids, mask = _raw_inputs(adapter, args.data, not args.no_progress)
+            data, ids, mask = _raw_inputs(adapter, args.data, _progress(args))
             part = adapter.partial_input(data, mask)
         else:
             arrays = read_npz(args.data)
@@ -580,7 +638,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         given = vars(_parser().parse_args(["run"]))
         given.update({k: v for k, v in vars(args).items() if k in given and k != "out"})
         config = build_config(argparse.Namespace(**given))
-    pair, _ = _prepare(config, progress=not args.no_progress)
+    pair, _ = _prepare(config, progress=_progress(args))
     adapter = DomainAdapter.load(model, device="cpu") if model is not None else None
     try:
         result = diagnose(pair.source, pair.target, adapter, seed=split_seed(config))

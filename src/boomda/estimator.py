@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,10 +16,11 @@ from boomda.atomic import atomic_write
 from boomda.config import TrainConfig, assign
 from boomda.data.container import MultimodalData
 from boomda.data.pair import DomainPair, onto_classes
-from boomda.errors import BoomdaError, DataError
+from boomda.errors import BoomdaError, ConfigError, DataError
 from boomda.evaluate import evaluate, predict_logits, prediction_scores
-from boomda.methods import build_method, check_config
+from boomda.methods import METHODS, build_method, check_config
 from boomda.nn.backbone_encoder import BackboneEncoder, build_backbone_encoder
+from boomda.nn.encoders import ModuleEncoder, check_module_encoder
 from boomda.nn.net import MultimodalNet
 from boomda.partial import PartialInput, partial_input, predict_partial, resolve_strategy
 from boomda.runtime import resolve_device, seed_everything
@@ -46,6 +48,7 @@ class DomainAdapter:
         own = {f.name for f in dataclasses.fields(TrainConfig)}
         method_options = {k: options.pop(k) for k in list(options) if k not in own}
         assign(config, options, "")
+        _check_option_names(method_options, config.method)
         config.options = {**config.options, **method_options}
         check_config(config)
         self.config = config
@@ -69,10 +72,13 @@ class DomainAdapter:
         checkpoint_every: int = 0,
         resume: dict | None = None,
     ) -> DomainAdapter:
-        """Train on ``pair``. ``encoders`` gives the encoder of some modalities (e.g. a
-        :class:`~boomda.nn.backbone_encoder.BackboneEncoder` for a raw modality, whose data are
-        packed frozen states), or is a function ``(d, dropout) -> encoders`` called after
-        seeding (as ``RawPair.encoders``); the other modalities get an MLP.
+        """Train on ``pair``. ``encoders`` gives the encoder of some modalities, or is a
+        function ``(d, dropout) -> encoders`` called after seeding (as ``RawPair.encoders``);
+        the other modalities get an MLP. A sequence modality (packed frozen states) needs a
+        :class:`~boomda.nn.backbone_encoder.BackboneEncoder`; a feature-vector modality takes
+        any ``nn.Module`` mapping (B, D_m) to (B, d) (d: the config's ``dim``), which receives
+        the standardised features (:class:`~boomda.nn.encoders.ModuleEncoder`) and is checked
+        first on 2 source rows. Loading the saved model needs it again (:meth:`load`).
 
         ``checkpoint`` / ``checkpoint_every`` / ``resume``: see :meth:`boomda.train.Trainer.fit`
         (a resumed fit continues a training state saved by ``checkpoint`` on the same pair with
@@ -90,9 +96,20 @@ class DomainAdapter:
         for m in pair.modalities:
             if pair.source.is_sequence(m) and m not in encoders:
                 raise DataError(f"modality {m!r} holds sequences; pass its encoder (encoders=...)")
+            if pair.source.is_sequence(m) and not all(
+                    hasattr(encoders[m], a) for a in ("n_features", "out_dim",
+                                                      "fit_standardization", "augment")):
+                raise DataError(f"encoders[{m!r}]: modality {m!r} holds packed sequences; its "
+                                f"encoder must be a sequence encoder such as BackboneEncoder "
+                                f"(n_features, out_dim, fit_standardization, augment), got a "
+                                f"{type(encoders[m]).__name__}")
             if m in encoders and not pair.source.is_sequence(m):
-                raise DataError(f"modality {m!r} holds feature vectors, but a sequence encoder "
-                                f"was given for it")
+                if isinstance(encoders[m], BackboneEncoder):
+                    raise DataError(f"modality {m!r} holds feature vectors, but a sequence "
+                                    f"encoder was given for it")
+                encoders[m] = _module_encoder(m, encoders[m], pair.source.dims[m], cfg.dim,
+                                              self.device,
+                                              torch.from_numpy(pair.source.views[m][:2]))
         self.net = MultimodalNet(pair.source.dims, pair.n_classes, cfg.dim, cfg.hidden,
                                  cfg.dropout, encoders=encoders,
                                  modality_dropout=cfg.modality_dropout)
@@ -210,6 +227,8 @@ class DomainAdapter:
         path = Path(path)
         state = {k: v.detach().cpu() for k, v in stored_state(self.method).items()}
         specs = {m: e.spec() for m, e in net.encoders.items() if isinstance(e, BackboneEncoder)}
+        modules = {m: e.describe() for m, e in net.encoders.items()
+                   if isinstance(e, ModuleEncoder)}
         payload = {
             "format": CHECKPOINT_FORMAT,
             "modalities": list(net.modalities),
@@ -218,6 +237,8 @@ class DomainAdapter:
             "config": _plain(dataclasses.asdict(self.config)),
             # backbone encoders: how to rebuild them (their frozen weights are not stored)
             "encoders": json.dumps(specs),
+            # users' own encoders: their class (their parameters are in the state dict)
+            "module_encoders": json.dumps(modules),
             "metadata": json.dumps(self.metadata),
             "state_dict": state,
         }
@@ -225,11 +246,14 @@ class DomainAdapter:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> DomainAdapter:
+    def load(cls, path: str | Path, device: str = "auto",
+             encoders: Mapping[str, nn.Module] | None = None) -> DomainAdapter:
         """Load a checkpoint written by :meth:`save` (with ``weights_only=True``).
 
         A model with backbone encoders reloads each backbone from the local folder it was trained
-        with and checks that its frozen part is unchanged."""
+        with and checks that its frozen part is unchanged. A model trained with a module of its
+        own for a feature-vector modality needs the same architecture again in ``encoders``
+        (modality -> a new instance); its saved parameters are loaded into it."""
         path = Path(path)
         if not path.is_file():
             raise BoomdaError(f"checkpoint not found: {path}")
@@ -247,20 +271,81 @@ class DomainAdapter:
         cfg = adapter.config
         dims = {m: payload["dims"][m] for m in payload["modalities"]}
         specs = json.loads(payload.get("encoders") or "{}")
-        encoders = {m: build_backbone_encoder(spec) for m, spec in specs.items()}
+        built = {m: build_backbone_encoder(spec) for m, spec in specs.items()}
+        built.update(_given_encoders(path, json.loads(payload.get("module_encoders") or "{}"),
+                                     dict(encoders or {}), dims, cfg.dim, adapter.device))
         adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
-                                    encoders=encoders, modality_dropout=cfg.modality_dropout)
+                                    encoders=built, modality_dropout=cfg.modality_dropout)
         adapter.method = build_method(cfg.method, adapter.net, cfg)
         expected = set(stored_state(adapter.method))
         stored = set(payload["state_dict"])
         if stored != expected:
             odd = sorted(stored ^ expected)[0]
             raise BoomdaError(f"{path}: the checkpoint does not match the model it describes "
-                              f"(entry {odd!r})")
-        adapter.method.load_state_dict(payload["state_dict"], strict=False)
+                              f"(entry {odd!r}{_owner(odd, built)})")
+        try:
+            adapter.method.load_state_dict(payload["state_dict"], strict=False)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise BoomdaError(f"{path}: the saved parameters do not fit the model ({first})"
+                              ) from None
         adapter.metadata = json.loads(payload.get("metadata") or "{}")
         adapter.method.to(adapter.device).eval()
         return adapter
+
+
+def _check_option_names(names: Mapping[str, object], method: str) -> None:
+    """A :class:`ConfigError` for a keyword that is neither a :class:`TrainConfig` field nor an
+    option of ``method``, naming the close names of either kind (``epoch``: ``epochs``)."""
+    if method not in METHODS:
+        return  # check_config names the unknown method
+    train = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "options"]
+    own = [f.name for f in dataclasses.fields(METHODS[method].Options)]
+    for key in sorted(names):
+        if key in own:
+            continue
+        close = [f"the training option {name!r}" for name in
+                 difflib.get_close_matches(key, train, n=2, cutoff=0.7)]
+        close += [f"{method}'s option {name!r}" for name in
+                  difflib.get_close_matches(key, own, n=2, cutoff=0.7)]
+        hint = (f"; did you mean {' or '.join(close)}?" if close else
+                f"; nor is it a training option ({', '.join(train)})")
+        raise ConfigError(f"method {method!r} has no option {key!r}; its options: "
+                          f"{', '.join(own) or 'none'}{hint}")
+
+
+def _module_encoder(name: str, module: object, n_features: int, dim: int,
+                    device: torch.device, rows: torch.Tensor) -> ModuleEncoder:
+    """``module``, checked on ``rows`` (2 samples of modality ``name``), as an encoder."""
+    check_module_encoder(name, module, rows, dim, device)
+    return ModuleEncoder(module, n_features, dim)
+
+
+def _given_encoders(path: Path, trained: dict[str, str], given: dict[str, nn.Module],
+                    dims: dict[str, int], dim: int, device: torch.device
+                    ) -> dict[str, ModuleEncoder]:
+    """The modules passed to :meth:`DomainAdapter.load` for the modalities ``trained`` with a
+    module of their own (modality -> its class), checked on 2 rows of zeros."""
+    for m, kind in trained.items():
+        if m not in given:
+            raise BoomdaError(f"{path}: modality {m!r} was trained with its own encoder ({kind}); "
+                              f"pass a new instance of it: DomainAdapter.load(path, "
+                              f"encoders={{{m!r}: ...}})")
+    for m in given:
+        if m not in trained:
+            own = ", ".join(map(repr, trained)) or "none"
+            raise BoomdaError(f"encoders[{m!r}]: the model at {path} was not trained with an "
+                              f"encoder of its own for {m!r} (modalities that take one: {own})")
+    return {m: _module_encoder(m, module, dims[m], dim, device, torch.zeros(2, dims[m]))
+            for m, module in given.items()}
+
+
+def _owner(entry: str, encoders: Mapping[str, nn.Module]) -> str:
+    """``; it belongs to encoders['m']`` when a state-dict entry lies in a user's module."""
+    for m, encoder in encoders.items():
+        if isinstance(encoder, ModuleEncoder) and entry.startswith(f"net.encoders.{m}.module."):
+            return f"; it belongs to the module given as encoders[{m!r}]"
+    return ""
 
 
 def _plain(value):

@@ -103,6 +103,18 @@ class StepLog:
     #: coefficient of the adversarial baselines, DADA's mixing coefficient, ...), written as
     #: ``extra_<name>``
     extras: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: the objective of each weight in ``gamma`` (Boomda: the modalities, then ``fused``); not
+    #: written to the metrics file, whose ``gamma`` stays a list
+    gamma_names: list[str] | None = None
+
+    @property
+    def gamma_by_name(self) -> dict[str, float] | None:
+        """``gamma`` as objective -> weight (``{"fou": 0.1, ..., "fused": 0.6}``), or None when
+        the step has no gamma."""
+        if self.gamma is None:
+            return None
+        names = self.gamma_names or [f"objective {i + 1}" for i in range(len(self.gamma))]
+        return dict(zip(names, self.gamma, strict=True))
 
     def to_dict(self) -> dict:
         d = {"step": self.step, "epoch": self.epoch, "loss": self.loss}
@@ -280,6 +292,10 @@ class Trainer:
         if len(history) != int(state["step"]):
             raise TrainingError(f"the checkpoint holds the logs of {len(history)} steps but "
                                 f"says it stopped after {int(state['step'])}")
+        names = self.method.net.modalities + ["fused"]
+        for log in history:  # a checkpoint written before steps named their gamma
+            if log.gamma is not None and log.gamma_names is None and len(log.gamma) == len(names):
+                log.gamma_names = list(names)
         return int(state["step"]), history
 
     @staticmethod
@@ -302,7 +318,7 @@ class Trainer:
         return StepLog(
             step=step, epoch=epoch, loss=values[0],
             terms=dict(zip(names, values[1:], strict=True)),
-            weights=dict(out.weights), gamma=out.gamma, r=out.r,
+            weights=dict(out.weights), gamma=out.gamma, r=out.r, gamma_names=out.gamma_names,
             n_pseudo=n_pseudo, pseudo_accuracy=acc, seconds=seconds, n_pseudo_classes=n_classes,
             extras={k: float(v) for k, v in out.extras.items()},
         )

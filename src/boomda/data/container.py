@@ -120,6 +120,17 @@ class MultimodalData:
     def __len__(self) -> int:
         return next(iter(self.views.values())).shape[0]
 
+    def __repr__(self) -> str:
+        labels = ("unlabelled" if self.labels is None
+                  else f"labels of {len(np.unique(self.labels))} classes")
+        return f"MultimodalData({len(self)} samples; {self.describe_modalities()}; {labels})"
+
+    def describe_modalities(self) -> str:
+        """The modalities with their features, ``fou (76), lexical (sequences of 40 x 768)``:
+        for a sequence modality, its padded length and the features of a step."""
+        return ", ".join(f"{m} (sequences of {v.shape[1]} x {self.dims[m]})" if v.ndim == 3
+                         else f"{m} ({v.shape[1]})" for m, v in self.views.items())
+
     @property
     def modalities(self) -> list[str]:
         return list(self.views)

@@ -92,6 +92,18 @@ class DomainPair:
                                 f"{self.source.dims[bad]}")
             data.check_labels(self.n_classes, f"{part}.labels")
 
+    def __repr__(self) -> str:
+        target = ("labelled, for evaluation only" if self.target.labels is not None
+                  else "unlabelled")
+        sizes = f"source {len(self.source)} samples, target {len(self.target)} ({target})"
+        if self.source_holdout is not None:
+            sizes += f", source held out {len(self.source_holdout)}"
+        info = repr(self.info)
+        if len(info) > 240:
+            info = info[:237] + "..."
+        return (f"DomainPair({sizes}; modalities {self.source.describe_modalities()}; "
+                f"{self.n_classes} classes; info {info})")
+
     @property
     def modalities(self) -> list[str]:
         return self.source.modalities

@@ -164,7 +164,8 @@ def build_raw_pair(
                                           configs[side].skip_missing, unreadable[side], part,
                                           progress)
     holdout_data = parts["source_holdout"] if holdout > 0 else None
-    pair = DomainPair(parts["source"], parts["target"], len(source.classes), holdout_data)
+    pair = DomainPair(parts["source"], parts["target"], len(source.classes), holdout_data,
+                      classes=list(source.classes))
     if raw.is_pair:
         corpora = {side: _corpus_info(configs[side], corpus, unreadable[side])
                    for side, corpus in (("source", source), ("target", target))}

@@ -101,8 +101,9 @@ class MethodOutput:
 
     ``terms[k]`` is a scalar loss and ``weights[k]`` its coefficient; the trainer minimises
     ``sum_k weights[k] * terms[k]``. ``gamma``/``r``: balancing weights and diagnostic, when the
-    method balances. ``pseudo_keep``/``pseudo_labels``: the target pseudo-labels, when it makes
-    them (their accuracy is logged by the trainer as a diagnostic).
+    method balances; ``gamma_names``: the objective each weight belongs to.
+    ``pseudo_keep``/``pseudo_labels``: the target pseudo-labels, when it makes them (their
+    accuracy is logged by the trainer as a diagnostic).
 
     ``injected``: (tensor, gradient) pairs whose gradient the method already knows: a term whose
     gradient w.r.t. an intermediate tensor was computed anyway (Boomda's alignment losses, whose
@@ -115,6 +116,7 @@ class MethodOutput:
     weights: dict[str, float]
     gamma: list[float] | None = None
     r: float | None = None
+    gamma_names: list[str] | None = None
     pseudo_keep: torch.Tensor | None = None
     pseudo_labels: torch.Tensor | None = None
     extras: dict[str, float] = field(default_factory=dict)

@@ -160,7 +160,7 @@ class BoomdaMethod(Method):
             result.terms[f"ca_{name}"] = loss.detach() if injected else loss
             result.weights[f"ca_{name}"] = opt.alpha2 * g
         result.injected = injected
-        result.gamma, result.r = gamma, balance.r
+        result.gamma, result.r, result.gamma_names = gamma, balance.r, names
 
 
 class DirectTransfer(BoomdaMethod):

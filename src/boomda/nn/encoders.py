@@ -2,13 +2,16 @@
 
 Every encoder has ``n_features`` (features per sample, or per step of a sequence), ``out_dim``
 (d), :meth:`fit_standardization` (statistics from source inputs) and :meth:`augment` (the
-feature-level second view used by PCL).
+feature-level second view used by PCL). A user's own module for a feature-vector modality is
+wrapped in :class:`ModuleEncoder`, which adds them.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from boomda.errors import DataError
 
 
 class Standardizer(nn.Module):
@@ -74,3 +77,62 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.standardize(x))
+
+
+class ModuleEncoder(nn.Module):
+    """A user's module as a feature-vector encoder: standardise (source statistics, as
+    :class:`MLPEncoder` does), then ``module``, which maps (B, n_features) to (B, dim).
+
+    Its parameters train with the rest of the network and its state dict is saved with the
+    model; the module itself is not, so loading a saved model needs it again
+    (``DomainAdapter.load(path, encoders=...)``).
+    """
+
+    def __init__(self, module: nn.Module, n_features: int, dim: int) -> None:
+        super().__init__()
+        self.standardize = Standardizer(n_features)
+        self.module = module
+        self.n_features = n_features
+        self.out_dim = dim
+
+    @torch.no_grad()
+    def fit_standardization(self, x: torch.Tensor) -> None:
+        self.standardize.fit(x)
+
+    def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
+        return self.standardize.perturb(x, noise, fraction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(self.standardize(x))
+
+    def describe(self) -> str:
+        """The module's class, as ``module.qualname`` (recorded in checkpoints)."""
+        kind = type(self.module)
+        return f"{kind.__module__}.{kind.__qualname__}"
+
+
+@torch.no_grad()
+def check_module_encoder(name: str, module: object, x: torch.Tensor, dim: int,
+                         device: torch.device) -> None:
+    """Raise a one-line :class:`~boomda.errors.DataError` unless ``module`` (the encoder given
+    for modality ``name``) is an ``nn.Module`` that maps ``x`` (2 rows of the modality's
+    features) to (2, ``dim``) on ``device``; the module is left on ``device``, in its mode."""
+    d_in = x.shape[1]
+    expected = f"encoders[{name!r}]: expected a module mapping (B, {d_in}) to (B, {dim})"
+    if not isinstance(module, nn.Module):
+        raise DataError(f"{expected}, got a {type(module).__name__}, not an nn.Module")
+    training = module.training
+    module.to(device).eval()
+    try:
+        out = module(x.to(device, torch.get_default_dtype()))
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is reported
+        message = str(exc).strip().splitlines()
+        raise DataError(f"{expected}; on a ({x.shape[0]}, {d_in}) batch it raised "
+                        f"{type(exc).__name__}: {message[0] if message else ''}") from None
+    finally:
+        module.train(training)
+    if not isinstance(out, torch.Tensor):
+        raise DataError(f"{expected}, got a {type(out).__name__}, not a tensor")
+    if tuple(out.shape) != (x.shape[0], dim):
+        raise DataError(f"{expected}, got output shape {tuple(out.shape)} for input shape "
+                        f"{tuple(x.shape)}")

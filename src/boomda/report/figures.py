@@ -1,5 +1,7 @@
 """The training-dynamics figure (paper Fig. 3) of one run: r, the balancing weights gamma and
-the pseudo-label accuracy over steps, read from its ``metrics.jsonl``.
+the pseudo-label accuracy over steps, read from its ``metrics.jsonl``. A run that logged none of
+the three (a method without balancing or pseudo-labels, such as ``dt`` or ``dann``) gets a
+figure of what it logged instead: its loss terms, and its own diagnostics and varying weights.
 
 The only module of :mod:`boomda.report` that uses matplotlib, imported when a figure is drawn.
 """
@@ -73,7 +75,8 @@ def _note(ax: Axes, text: str) -> None:
 
 def dynamics_figure(run_dir: str | Path, smooth: float = 0.9) -> Figure:
     """Paper Fig. 3 for one run: (a) r, (b) gamma per objective, (c) pseudo-label accuracy over
-    steps, each raw (faint) and smoothed with :func:`smooth_ema`; a note where not logged."""
+    steps, each raw (faint) and smoothed with :func:`smooth_ema`; a note where not logged. A run
+    that logged none of the three gets the figure of its losses instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,9 +86,11 @@ def dynamics_figure(run_dir: str | Path, smooth: float = 0.9) -> Figure:
     log = read_metrics(run_dir)
     steps = [entry["step"] for entry in log]
     method = record.method or "unknown"
+    seed = "" if record.seed is None else f", seed {record.seed}"
+    if not any(e.get(k) is not None for e in log for k in FIG3_KEYS):
+        return _losses_figure(log, f"{method}, {record.subset or '?'}{seed}", smooth)
     fig = Figure(figsize=(13, 3.8), dpi=120, layout="constrained")
     ax_r, ax_gamma, ax_acc = fig.subplots(1, 3)
-    seed = "" if record.seed is None else f", seed {record.seed}"
     fig.suptitle(f"Training dynamics: {method}, {record.subset or '?'}{seed}")
 
     r = _plot_series(ax_r, steps, [e.get("r") for e in log], smooth, "C0")
@@ -118,6 +123,42 @@ def dynamics_figure(run_dir: str | Path, smooth: float = 0.9) -> Figure:
         ax_acc.set_ylim(-0.02, 1.02)
     else:
         _note(ax_acc, f"pseudo-labels not logged for method {method}")
+    return fig
+
+
+#: the per-step values Fig. 3 plots
+FIG3_KEYS = ("r", "gamma", "pseudo_accuracy")
+
+
+def _losses_figure(log: list[dict], what: str, smooth: float) -> Figure:
+    """(a) the total loss and every loss term (``loss_*``) over steps; (b), when logged, the
+    method's own diagnostics (``extra_*``) and the term weights that vary (``weight_*``)."""
+    from matplotlib.figure import Figure
+
+    steps = [entry["step"] for entry in log]
+    keys = list(dict.fromkeys(k for e in log for k in e))
+    terms = ["loss"] + [k for k in keys if k.startswith("loss_")]
+    others = [k for k in keys if k.startswith("extra_")] + [
+        k for k in keys if k.startswith("weight_")
+        and len({e.get(k) for e in log if e.get(k) is not None}) > 1]
+    fig = Figure(figsize=(13 if others else 6.5, 3.8), dpi=120, layout="constrained")
+    axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
+    fig.suptitle(f"Training losses: {what} (no r, gamma or pseudo-labels logged)")
+    values = []
+    for i, key in enumerate(terms):
+        values += _plot_series(axes[0], steps, [e.get(key) for e in log], smooth, f"C{i}",
+                               label="total" if key == "loss" else key[len("loss_"):])
+    positive = [v for v in values if v > 0]
+    if len(positive) == len(values) and positive and max(positive) / min(positive) > 100:
+        axes[0].set_yscale("log")
+    axes[0].set(title="(a) loss terms", xlabel="step", ylabel="loss")
+    axes[0].legend(fontsize="small")
+    if others:
+        for i, key in enumerate(others):
+            _plot_series(axes[1], steps, [e.get(key) for e in log], smooth, f"C{i}", label=key)
+        axes[1].set(title="(b) the method's diagnostics and varying weights", xlabel="step",
+                    ylabel="value")
+        axes[1].legend(fontsize="small")
     return fig
 
 

@@ -229,7 +229,8 @@ def _cell_text(table: Table, row: str, column: str, usual_n: int) -> str:
     stat = table.stat(row, column)
     text = NO_VALUE
     if stat.mean is not None:
-        text = f"{stat.mean:.2f} ± {stat.std:.2f}"
+        # one run has no spread to show
+        text = f"{stat.mean:.2f}" if stat.n == 1 else f"{stat.mean:.2f} ± {stat.std:.2f}"
         if row in table.best(column):
             text = f"**{text}**"
     notes = [f"n={stat.n}"] if stat.values and stat.n != usual_n else []
@@ -250,8 +251,9 @@ def _render(table: Table, lead_header: list[str], lead: dict[str, list[str]]) ->
     body = [lead[r] + [_cell_text(table, r, c, usual_n) for c in table.columns]
             + [_average_text(table, r)] for r in table.rows]
     text = _markdown(lead_header + table.columns + [AVERAGE], body, len(lead_header))
-    seeds = f"{usual_n} seed" + ("s" if usual_n != 1 else "")
-    text += (f"\n\n{METRICS[table.metric]} (x100): mean ± sample std over {seeds} per cell "
+    what = ("the score of the one seed per cell" if usual_n == 1 else
+            f"mean ± sample std over {usual_n} seeds per cell (a single run: its score)")
+    text += (f"\n\n{METRICS[table.metric]} (x100): {what} "
              f"(n shown where a cell has another number of runs); best of each column in bold; "
              f"{NO_VALUE} = no finished run; {AVERAGE} = mean of the row's columns, shown only "
              f"when every column has a value.")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def _write_report(grid_dir: str | Path, figure_runs: list[str] | None,
     figures = {}
     for cell_id in default_figure_runs(records) if figure_runs is None else figure_runs:
         if not (grid / "runs" / cell_id).is_dir():
-            raise BoomdaError(f"{grid / 'runs' / cell_id}: no such run folder")
+            raise BoomdaError(_unknown_cell(grid, cell_id))
         figures[cell_id] = plot_dynamics(grid / "runs" / cell_id,
                                          grid / "figures" / f"{cell_id}.png")
     report = grid / "report.md"
@@ -86,6 +87,20 @@ def _write_report(grid_dir: str | Path, figure_runs: list[str] | None,
     paths["report.md"] = report
     paths.update({f"figures/{path.name}": path for path in figures.values()})
     return paths, table, chosen
+
+
+def _unknown_cell(grid: Path, cell_id: str, shown: int = 30) -> str:
+    """The error for ``--figure cell_id`` without a run folder: the close cell ids, then the
+    valid ones (the first ``shown``)."""
+    runs = grid / "runs"
+    valid = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    if not valid:
+        return f"--figure {cell_id}: {grid} has no run folders yet"
+    close = sorted(difflib.get_close_matches(cell_id, valid, n=3))
+    hint = f"; did you mean {', '.join(close)}?" if close else "."
+    listed = ", ".join(valid[:shown]) + (f", ... ({len(valid)} in all)"
+                                         if len(valid) > shown else "")
+    return f"--figure {cell_id}: no such cell in {runs}{hint} Valid cell ids: {listed}"
 
 
 def write_report(grid_dir: str | Path, figure_runs: list[str] | None = None,
