@@ -235,7 +235,7 @@ def test_reprs_are_short_summaries_not_arrays():
     target = MultimodalData({k: v[:12] for k, v in views.items()})
     assert repr(target) == ("MultimodalData(12 samples; a (5), b (2), seq (sequences of 6 x 4); "
                             "unlabelled)")
-    pair = DomainPair.from_arrays(data, target)
+    pair = DomainPair.from_arrays(data, target, holdout=0)
     assert repr(pair) == ("DomainPair(source 30 samples, target 12 (unlabelled); modalities "
                           "a (5), b (2), seq (sequences of 6 x 4); 3 classes; info {})")
     mfeat = load_multiple_features(["fou", "kar"])

@@ -137,9 +137,10 @@ class DomainPair:
         if not 0.0 <= holdout < 1.0:
             raise DataError(f"holdout must lie in [0, 1), got {holdout}")
         target = onto_classes(target, source.classes, "target")
+        drawn = source_holdout is None and holdout > 0
         if source_holdout is not None:
             source_holdout = onto_classes(source_holdout, source.classes, "source_holdout")
-        elif holdout > 0:
+        elif drawn:
             hold_idx, train_idx = stratified_split(source.labels, holdout,
                                                    np.random.default_rng(seed))
             if len(hold_idx) == 0 or len(train_idx) == 0:
@@ -153,8 +154,9 @@ class DomainPair:
             seen = [source.labels] + [d.labels for d in (target, source_holdout)
                                       if d is not None and d.labels is not None]
             n_classes = int(max(int(s.max()) for s in seen if s.size)) + 1
-        details = {"holdout": holdout if source_holdout is not None else 0.0, "seed": seed,
-                   **(info or {})}
+        details = dict(info or {})
+        if drawn:
+            details.update(holdout=holdout, seed=seed)
         return cls(source, target, n_classes, source_holdout, details)
 
     @classmethod
