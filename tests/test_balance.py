@@ -190,6 +190,70 @@ def test_exact_solver_with_the_structure_of_q():
         assert gamma @ q @ gamma <= brute_force_qp(q)[0] + 1e-10 * np.abs(q).max()
 
 
+def test_exact_solver_on_a_diagonal_spread_far_below_the_largest_entry():
+    """Orthogonal gradients: the exact minimiser is gamma_m ~ 1/Q_mm, however far the diagonal
+    entries lie apart (here the two small ones 13 orders below the first)."""
+    q = np.diag([1.0, 2e-13, 1e-13])
+    inverse = np.array([1.0, 5e12, 1e13])
+    np.testing.assert_allclose(solve_min_norm_exact(q), inverse / inverse.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("spread", [10.0**k for k in range(0, 21, 2)])
+def test_exact_solver_on_diagonals_spanning_up_to_1e20(spread):
+    rng = np.random.default_rng(int(np.log10(spread)))
+    for n in (2, 3, 5):
+        # log-uniform entries, the extremes included: their ratio is exactly the spread
+        diag = np.exp(rng.uniform(0.0, np.log(spread), n))
+        diag[:2] = 1.0, spread
+        diag *= 10.0 ** rng.uniform(-20, 20)
+        inverse = 1.0 / diag
+        np.testing.assert_allclose(solve_min_norm_exact(np.diag(diag)), inverse / inverse.sum(),
+                                   rtol=1e-9)
+
+
+def _kkt_qp_scaled(q):
+    """The minimiser of gamma^T Q gamma on the simplex for a positive definite Q of any spread:
+    on each support S, gamma_S ~ Q_SS^-1 1 solved as D^-1 A_SS^-1 D^-1 1 with D = diag(sqrt(Q_mm))
+    and A = D^-1 Q D^-1 (unit diagonal, well conditioned); the support whose point is positive
+    and has (Q gamma)_j >= gamma^T Q gamma off it (KKT) is the unique optimum."""
+    d = np.sqrt(np.diag(q))
+    a = q / np.outer(d, d)
+    n = len(d)
+    for k in range(1, n + 1):
+        for support in itertools.combinations(range(n), k):
+            idx = list(support)
+            y = np.linalg.solve(a[np.ix_(idx, idx)], 1.0 / d[idx]) / d[idx]
+            if np.any(y <= 0):
+                continue
+            gamma = np.zeros(n)
+            gamma[idx] = y / y.sum()
+            # (Q gamma)_j / d_j and gamma^T Q gamma / d_j, compared in the scaled form
+            u = a @ (d * gamma)
+            value = (d * gamma) @ u
+            if all(d[j] * u[j] >= value * (1 - 1e-9) for j in range(n) if j not in support):
+                return gamma
+    raise AssertionError("no KKT point")
+
+
+def test_exact_solver_on_correlated_gradients_of_widely_spread_norms():
+    """Non-diagonal PSD matrices D A D, with gradient norms D spanning up to 10 orders of
+    magnitude (Q's diagonal up to 1e20), against the KKT point found support by support."""
+    rng = np.random.default_rng(21)
+    interior = 0
+    for _ in range(200):
+        n = int(rng.integers(2, 6))
+        g = rng.normal(size=(n, n + 2))
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        d = 10.0 ** rng.uniform(-10, 0, n)
+        d[rng.integers(n)] = 1.0
+        q = np.outer(d, d) * (g @ g.T)
+        want = _kkt_qp_scaled(q)
+        got = solve_min_norm_exact(q)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+        interior += int(np.all(want > 0))
+    assert interior > 20
+
+
 @pytest.mark.parametrize("balancer", [ClosedFormBalancer(), ExactBalancer(), UniformBalancer()])
 def test_gamma_on_the_simplex(balancer):
     rng = np.random.default_rng(7)

@@ -231,8 +231,13 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
     walks back to the simplex face when the affine minimiser of S leaves it. It ends, after
     finitely many steps, at a point satisfying the KKT conditions.
 
-    Q is first divided by its largest diagonal entry (the minimiser does not change), so the
-    tolerances and the least-squares cut-off are relative and the answer is the same at any scale.
+    Every test is relative to the gradient norms ``s_m = sqrt(Q_mm)`` involved, not to the
+    largest one, so that objectives whose Q_mm lie many orders of magnitude apart (1e20 and
+    more) get their exact weights: a violation of optimality by point j counts when it exceeds
+    ``tol * s_j * sum_m gamma_m s_m`` (the round-off scale of ``(Q gamma)_j``), and the affine
+    minimisers are solved in the coordinates ``s_m alpha_m``, where Q has a unit diagonal.
+    An objective with a zero gradient (:func:`zero_gradients`) makes the minimum 0: the weight
+    is then spread evenly over such objectives, as in :func:`solve_min_norm_closed_form`.
     """
     q = np.asarray(q, dtype=np.float64)
     n = q.shape[0]
@@ -241,33 +246,36 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
     if not np.all(np.isfinite(q)):
         raise ValueError("Q has non-finite entries")
     q = 0.5 * (q + q.T)
-    top = float(np.diag(q).max())
-    if top <= 0.0:  # every gradient is zero: every gamma is optimal
-        return np.full(n, 1.0 / n)
-    q = q / top
-    eps = tol
-    j0 = int(np.argmin(np.diag(q)))
+    zero = zero_gradients(np.diag(q))
+    if zero.any():  # the minimum, 0, is reached on the zero gradients (on all when Q = 0)
+        return zero / zero.sum()
+    q = q / float(np.diag(q).max())  # the minimiser does not change; no overflow below
+    norms = np.sqrt(np.diag(q))
+    unit = q / np.outer(norms, norms)  # the Gram matrix of the unit gradients
+    j0 = int(np.argmin(norms))
     lam = np.zeros(n)
     lam[j0] = 1.0
     corral = [j0]
     for _ in range(max_iter):
         qlam = q @ lam
-        norm2 = float(lam @ qlam)
-        j = int(np.argmin(qlam))
-        if qlam[j] >= norm2 - eps or j in corral:
+        gap = (float(lam @ qlam) - qlam) / (norms * float(norms @ lam))
+        j = int(np.argmax(gap))
+        if gap[j] <= tol or j in corral:
             break
         corral.append(j)
         while True:
-            alpha = _affine_minimiser(q, corral)
-            if np.all(alpha > eps):
+            alpha = _affine_minimiser(unit, norms, corral)
+            if np.all(alpha > 0.0):
                 lam = np.zeros(n)
                 lam[corral] = alpha
                 break
             current = lam[corral]
-            neg = alpha <= eps
-            theta = np.min(current[neg] / (current[neg] - alpha[neg]))
+            neg = np.flatnonzero(alpha <= 0.0)
+            ratios = current[neg] / (current[neg] - alpha[neg])
+            theta = float(ratios.min())
             new = current + theta * (alpha - current)
-            new[new < 1e-15] = 0.0
+            new[neg[int(np.argmin(ratios))]] = 0.0  # the point that reaches the face leaves S
+            new = np.clip(new, 0.0, None)
             lam = np.zeros(n)
             lam[corral] = new
             corral = [i for i in corral if lam[i] > 0.0]
@@ -275,21 +283,30 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
                 lam = np.zeros(n)
                 lam[corral[0]] = 1.0
                 break
-    lam = np.clip(lam, 0.0, None)
     return lam / lam.sum()
 
 
-def _affine_minimiser(q: np.ndarray, corral: list[int]) -> np.ndarray:
-    """argmin_alpha alpha^T Q_SS alpha subject to sum(alpha) = 1 (alpha may be negative)."""
+def _affine_minimiser(unit: np.ndarray, norms: np.ndarray, corral: list[int]) -> np.ndarray:
+    """argmin_alpha alpha^T Q_SS alpha subject to sum(alpha) = 1 (alpha may be negative), for
+    ``Q = diag(norms) unit diag(norms)``.
+
+    Solved for ``beta = norms_S * alpha`` (``beta^T unit_SS beta`` under ``w . beta = 1`` with
+    ``w = 1 / norms_S`` divided by its largest entry), whose KKT matrix stays well conditioned
+    however far the norms lie apart."""
     k = len(corral)
+    w = 1.0 / norms[corral]
+    w = w / w.max()
     kkt = np.zeros((k + 1, k + 1))
-    kkt[:k, :k] = q[np.ix_(corral, corral)]
-    kkt[:k, k] = 1.0
-    kkt[k, :k] = 1.0
+    kkt[:k, :k] = unit[np.ix_(corral, corral)]
+    kkt[:k, k] = w
+    kkt[k, :k] = w
     rhs = np.zeros(k + 1)
     rhs[k] = 1.0
-    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    alpha = solution[:k]
+    try:
+        beta = np.linalg.solve(kkt, rhs)[:k]
+    except np.linalg.LinAlgError:  # affinely dependent points: the least-squares solution
+        beta = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:k]
+    alpha = beta / norms[corral]
     return alpha / alpha.sum()
 
 
