@@ -190,6 +190,70 @@ def test_exact_solver_with_the_structure_of_q():
         assert gamma @ q @ gamma <= brute_force_qp(q)[0] + 1e-10 * np.abs(q).max()
 
 
+def test_exact_solver_on_a_diagonal_spread_far_below_the_largest_entry():
+    """Orthogonal gradients: the exact minimiser is gamma_m ~ 1/Q_mm, however far the diagonal
+    entries lie apart (here the two small ones 13 orders below the first)."""
+    q = np.diag([1.0, 2e-13, 1e-13])
+    inverse = np.array([1.0, 5e12, 1e13])
+    np.testing.assert_allclose(solve_min_norm_exact(q), inverse / inverse.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("spread", [10.0**k for k in range(0, 21, 2)])
+def test_exact_solver_on_diagonals_spanning_up_to_1e20(spread):
+    rng = np.random.default_rng(int(np.log10(spread)))
+    for n in (2, 3, 5):
+        # log-uniform entries, the extremes included: their ratio is exactly the spread
+        diag = np.exp(rng.uniform(0.0, np.log(spread), n))
+        diag[:2] = 1.0, spread
+        diag *= 10.0 ** rng.uniform(-20, 20)
+        inverse = 1.0 / diag
+        np.testing.assert_allclose(solve_min_norm_exact(np.diag(diag)), inverse / inverse.sum(),
+                                   rtol=1e-9)
+
+
+def _kkt_qp_scaled(q):
+    """The minimiser of gamma^T Q gamma on the simplex for a positive definite Q of any spread:
+    on each support S, gamma_S ~ Q_SS^-1 1 solved as D^-1 A_SS^-1 D^-1 1 with D = diag(sqrt(Q_mm))
+    and A = D^-1 Q D^-1 (unit diagonal, well conditioned); the support whose point is positive
+    and has (Q gamma)_j >= gamma^T Q gamma off it (KKT) is the unique optimum."""
+    d = np.sqrt(np.diag(q))
+    a = q / np.outer(d, d)
+    n = len(d)
+    for k in range(1, n + 1):
+        for support in itertools.combinations(range(n), k):
+            idx = list(support)
+            y = np.linalg.solve(a[np.ix_(idx, idx)], 1.0 / d[idx]) / d[idx]
+            if np.any(y <= 0):
+                continue
+            gamma = np.zeros(n)
+            gamma[idx] = y / y.sum()
+            # (Q gamma)_j / d_j and gamma^T Q gamma / d_j, compared in the scaled form
+            u = a @ (d * gamma)
+            value = (d * gamma) @ u
+            if all(d[j] * u[j] >= value * (1 - 1e-9) for j in range(n) if j not in support):
+                return gamma
+    raise AssertionError("no KKT point")
+
+
+def test_exact_solver_on_correlated_gradients_of_widely_spread_norms():
+    """Non-diagonal PSD matrices D A D, with gradient norms D spanning up to 10 orders of
+    magnitude (Q's diagonal up to 1e20), against the KKT point found support by support."""
+    rng = np.random.default_rng(21)
+    interior = 0
+    for _ in range(200):
+        n = int(rng.integers(2, 6))
+        g = rng.normal(size=(n, n + 2))
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        d = 10.0 ** rng.uniform(-10, 0, n)
+        d[rng.integers(n)] = 1.0
+        q = np.outer(d, d) * (g @ g.T)
+        want = _kkt_qp_scaled(q)
+        got = solve_min_norm_exact(q)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+        interior += int(np.all(want > 0))
+    assert interior > 20
+
+
 @pytest.mark.parametrize("balancer", [ClosedFormBalancer(), ExactBalancer(), UniformBalancer()])
 def test_gamma_on_the_simplex(balancer):
     rng = np.random.default_rng(7)
@@ -340,11 +404,14 @@ def test_balancers_apply_the_normalisation(mode):
     q = representation_gram(losses, reps)
     values = np.array([loss.item() for loss in losses])
     qn = normalize_gram(q, values, mode)
-    for cls, solve in ((ClosedFormBalancer, solve_min_norm_closed_form),
-                       (ExactBalancer, solve_min_norm_exact),
-                       (ImpartialBalancer, solve_impartial)):
+    # the min-norm weights are those of the normalised Q, applied to the raw losses; IMTL-G's
+    # (applied consistently) do not depend on the normalisation: those of the raw Q
+    for cls, solve, expected in ((ClosedFormBalancer, solve_min_norm_closed_form, qn),
+                                 (ExactBalancer, solve_min_norm_exact, qn),
+                                 (ImpartialBalancer, solve_impartial, q)):
         result = cls(mode)(AlignmentProblem(losses, reps))
-        np.testing.assert_allclose(result.gamma.numpy(), solve(qn), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(result.gamma.numpy(), solve(expected), rtol=1e-9,
+                                   atol=1e-12)
         np.testing.assert_allclose(result.gram, qn, rtol=1e-12)
 
 
@@ -357,3 +424,55 @@ def test_unknown_normalisation_is_named():
                                           "normalization"):
         make_balancer("exact", tol=1e-3)
     assert make_balancer("imtl", normalization="loss").normalization == "loss"
+
+
+def _imtl_g_closed_form(p):
+    """IMTL-G's weights as Liu et al. (ICLR 2021) write them, from the gradient rows p:
+    ``alpha_{2:T} = g_1 U^T (D U^T)^-1`` with ``D = g_1 - g_t``, ``U = u_1 - u_t`` (u the unit
+    gradients) and ``alpha_1 = 1 - sum alpha_{2:T}``."""
+    u = p / np.linalg.norm(p, axis=1, keepdims=True)
+    d, uu = p[0] - p[1:], u[0] - u[1:]
+    rest = p[0] @ uu.T @ np.linalg.inv(d @ uu.T)
+    return np.r_[1.0 - rest.sum(), rest]
+
+
+def _problem_with_gradients(rng, dims=(3, 4, 2), rows=5):
+    """An AlignmentProblem whose representation gradients are given, and its stacked gradient
+    matrix P (rows: g_1..g_M on their own blocks, then h_1..h_M)."""
+    own = [torch.tensor(rng.normal(size=(rows, d))) for d in dims]
+    # the fused objective's gradient partly along (or against) each modality's
+    fused = [torch.tensor(rng.uniform(-2, 2) * g.numpy() + rng.normal(size=(rows, d)))
+             for g, d in zip(own, dims, strict=True)]
+    losses = [torch.tensor(v) for v in rng.uniform(0.1, 5.0, len(dims) + 1)]
+    width = rows * sum(dims)
+    p = np.zeros((len(dims) + 1, width))
+    start = 0
+    for m, (g, h) in enumerate(zip(own, fused, strict=True)):
+        size = g.numel()
+        p[m, start:start + size] = g.numpy().ravel()
+        p[-1, start:start + size] = h.numpy().ravel()
+        start += size
+    return AlignmentProblem(losses, [torch.zeros_like(g) for g in own],
+                            gradients=(own, fused)), p
+
+
+@pytest.mark.parametrize("mode", ["none", "l2", "loss", "loss+"])
+def test_imtl_is_imtl_g_under_every_normalisation(mode):
+    """The weights, applied to the unnormalised losses, are IMTL-G's on the raw gradients
+    whatever the normalisation (IMTL-G's direction does not depend on the gradients' scales);
+    a weight IMTL-G makes negative is set to 0 and the others rescaled to sum 1."""
+    rng = np.random.default_rng(31)
+    signs = set()
+    for _ in range(40):
+        problem, p = _problem_with_gradients(rng)
+        want = _imtl_g_closed_form(p)
+        signs.add(bool(np.all(want > 0)))
+        if np.any(want < 0):
+            want = np.clip(want, 0.0, None)
+        want = want / want.sum()
+        got = ImpartialBalancer(mode)(problem).gamma.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        if np.all(want > 0):  # the combined raw gradient has equal unit projections
+            projections = p @ (got @ p) / np.linalg.norm(p, axis=1)
+            np.testing.assert_allclose(projections, projections[0], rtol=1e-9)
+    assert signs == {True, False}  # both cases occur

@@ -69,45 +69,47 @@ CASES = [
     (["run", "--epochs", "0"], "option epochs must be at least 1"),
     (["run", "--lr", "-1"], "option lr must be positive"),
     (["run", "--batch-size", "1"], "option batch_size must be at least 2"),
-    (["run", "--dropout", "1.5"], "dropout"),
+    (["run", "--dropout", "1.5"], "option dropout must lie in [0, 1), got 1.5"),
     (["run", "--modalities", "fou"], "needs at least 2 modalities"),
     (["run", "--modalities", "fou,audio"], "unknown modality 'audio'"),
     (["run", "--shift", "fou"], "--shift 'fou': expected MODALITY=SPEC"),
     (["run", "--shift", "fou=noise:db=3"], "unknown parameter 'db'"),
-    (["run", "--shift", "fou=blur:x=1"], "blur"),
+    (["run", "--shift", "fou=blur:x=1"], "unknown shift kind 'blur'; choose from"),
     (["run", "--shift", "zzz=noise:snr=1"], "modality 'zzz' is not among the modalities"),
     (["run", "--option", "trade_off"], "--option 'trade_off': expected KEY=VALUE"),
-    (["run", "--method", "dann", "--option", "nope=1"], "nope"),
+    (["run", "--method", "dann", "--option", "nope=1"],
+     "method 'dann' has no option 'nope'; its options: trade_off"),
     (["run", "--ca-form", "frob"], "unknown ca_form 'frob'"),
     (["run", "--gamma-normalization", "l3"], "unknown gamma_normalization 'l3'"),
     (["run", "--gamma-solver", "magic"], "unknown gamma_solver 'magic'"),
-    (["run", "--device", "cuda:0"] if not torch.cuda.is_available() else ["run", "--device",
-                                                                            "tpu"], "device"),
+    (["run", "--device", "tpu"], "option device must be auto, cpu or cuda[:N], got 'tpu'"),
+    *([(["run", "--device", "cuda:0"], "but CUDA is not available on this machine")]
+      if not torch.cuda.is_available() else []),
     (["run", "--dataset", "missing.npz"], "'missing.npz': no such file"),
     (["run", "--dataset", "empty.npz"], "empty.npz: cannot read as .npz"),
     (["run", "--dataset", "text.npz"], "text.npz: not a .npz archive of arrays"),
     (["run", "--dataset", "one.npz"], "1 samples; the protocol"),
     (["run", "--dataset", "nolabels.npz"], "has no 'labels' array"),
-    (["run", "--dataset", "d.npz", "--holdout", "1.5"], "holdout"),
-    (["run", "--config", "missing.yaml"], "missing.yaml"),
-    (["run", "--config", "bad_syntax.yaml"], "bad_syntax.yaml"),
+    (["run", "--dataset", "d.npz", "--holdout", "1.5"], "holdout must lie in [0, 1), got 1.5"),
+    (["run", "--config", "missing.yaml"], "config file not found: missing.yaml"),
+    (["run", "--config", "bad_syntax.yaml"], "bad_syntax.yaml: not valid YAML"),
     (["run", "--config", "bad_key.yaml"], "unknown key 'trian'"),
-    (["run", "--config", "list.yaml"], "list.yaml"),
+    (["run", "--config", "list.yaml"], "list.yaml: expected a mapping at the top level"),
     (["run", "--config", "bad_seed.yaml"], "data.split_seed: cannot read 'abc' as int"),
     (["run", "--dataset", "d.npz", "--out", "afile"], "cannot create the run folder"),
     (["run", "--dataset", "d.npz", "--name", "x" * 300], "a folder name holds at most 255"),
     (["run", "--dataset", "d.npz", "--name", "a/b"], "without '/'"),
     (["run", "--dataset", "d.npz", "--name", "m"], "already exists and holds a finished run"),
     (["run", "--dataset", "d.npz", "--name", "folder", "--out", "."], "already exists"),
-    (["run", "--checkpoint-every", "-1"], "--checkpoint-every -1"),
+    (["run", "--checkpoint-every", "-1"], "--checkpoint-every -1: must be 0 (never) or a number"),
     (["run", "--resume", "nowhere"], "not a run folder"),
     (["run", "--resume", "runs/m"], "already finished"),
     (["run", "--resume", "runs/m", "--seed", "2"], "--seed does not apply"),
     (["run", "--resume", "runs/m", "--threads", "1"], "already finished"),  # --threads applies
-    (["bench", "missing.yaml"], "missing.yaml"),
+    (["bench", "missing.yaml"], "grid file not found: missing.yaml"),
     (["bench", "grid_bad.yaml"], "unknown key 'methds'"),
     (["bench", "configs/none.yaml", "--workers", "x"], "--workers: invalid int value"),
-    (["bench", "grid_bad.yaml", "--select", "oracle"], "--select 'oracle'"),
+    (["bench", "grid_bad.yaml", "--select", "oracle"], "--select 'oracle': choose a validator"),
     (["bench", "grid_nosweep.yaml", "--select", "im"],
      "--select im: the grid grid_nosweep.yaml has no sweep, so there is no grid point to select"),
     (["run", "--threads", "0"], "--threads 0: give a number of threads, at least 1"),
@@ -118,9 +120,10 @@ CASES = [
     (["predict", "runs/m/model.pt", "onlyc.npz"], "none of the model's modalities"),
     (["predict", "runs/m/model.pt", "fewcols.npz"], "2 features, the model expects 3"),
     (["predict", "runs/m/model.pt", "d.npz", "--out", "folder"], "--out folder: is a folder"),
-    (["predict", "runs/m/model.pt", "d.npz", "--out", "afile/x.csv"], "--out afile/x.csv"),
+    (["predict", "runs/m/model.pt", "d.npz", "--out", "afile/x.csv"],
+     "--out afile/x.csv: cannot write the predictions"),
     (["report", "folder"], "no runs/ folder"),
-    (["report", "nowhere"], "nowhere"),
+    (["report", "nowhere"], "nowhere: no runs/ folder"),
 ]
 
 
@@ -183,7 +186,7 @@ def test_every_training_option_is_on_the_command_line_with_its_default(capsys):
 
     from boomda.cli import _parser as parser
     from boomda.cli import boomda_options, build_config
-    from boomda.config import TrainConfig, train_options
+    from boomda.config import train_options
     from boomda.methods import BoomdaOptions
 
     options = train_options()
@@ -195,14 +198,20 @@ def test_every_training_option_is_on_the_command_line_with_its_default(capsys):
     with pytest.raises(SystemExit):
         parser().parse_args(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # wrapped at a hyphen
-    for (name, _kind, what, default), owner in (
-            [(o, TrainConfig()) for o in options]
+    unset = build_config(parser().parse_args(["run"]))
+    assert unset.train.options == {}
+    for (name, kind, what, _default), owner in (
+            [(o, unset.train) for o in options]
             + [(o, BoomdaOptions()) for o in boomda_options()]):
         flag = "--" + name.replace("_", "-")
-        assert re.search(rf"{flag} \S+ (Boomda's option: )?{re.escape(' '.join(what.split()))}",
-                         text), flag
-        assert f"(default {default})" in text
-        assert getattr(owner, name) == default
+        block = re.search(rf"{flag} \S+ (Boomda's option: )?{re.escape(' '.join(what.split()))}"
+                          rf"(.*?)(?= --[a-z]|$)", text)
+        assert block, flag
+        # the default this flag's own help shows, read back, is the option's value when the
+        # flag is not given
+        shown = re.fullmatch(r".*\(default ([^()]*)\)\s*", block.group(2))
+        assert shown, (flag, block.group(2))
+        assert kind(shown.group(1)) == getattr(owner, name), flag
     args = parser().parse_args(["run", "--grad-clip", "0.5", "--optimizer", "sgd",
                                 "--vote-threshold", "2", "--option", "alpha1=0.25"])
     config = build_config(args)

@@ -50,7 +50,9 @@ def test_every_method_trains_and_logs(method):
             assert 0.0 <= last.pseudo_accuracy <= 1.0
             assert 1 <= last.n_pseudo_classes <= min(3, last.n_pseudo)
     result = adapter.evaluate(pair.target)
-    assert 1 / 3 <= result["max_class_share"] <= 1.0
+    pred = adapter.predict(pair.target)
+    assert result["max_class_share"] == pytest.approx(np.bincount(pred).max() / len(pred))
+    assert result["accuracy"] == pytest.approx(100.0 * np.mean(pred == pair.target.labels))
 
 
 @pytest.mark.parametrize("solver", sorted(BALANCERS))

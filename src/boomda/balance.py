@@ -15,7 +15,8 @@ all other entries 0, where ``g_m = dL_m^CA/dZ_m`` and ``g_{M+1}^m = dL_{M+1}^CA/
 Before solving, the gradients may be normalised, as in Sener & Koltun's released code
 (``gradient_normalizers``): each objective's gradient g_m is divided by n_m, its norm (``l2``),
 its loss value (``loss``), or both (``loss+``), i.e. Q is replaced by ``D^-1 Q D^-1`` with
-``D = diag(n)``; the weights found are applied to the unnormalised losses, as there. Without
+``D = diag(n)``; the min-norm weights found are applied to the unnormalised losses, as there
+(``imtl`` maps its weights back to the raw losses: :class:`ImpartialBalancer`). Without
 normalisation (``none``, the paper's P3/P4) gamma_m ~ 1/|g_m|^2, which gives the least weight to
 the objective with the largest gradient, typically the most shifted modality's. With ``loss``,
 gamma_m ~ L_m^2/|g_m|^2, and since |g_m|^2 grows like L_m for a covariance distance, roughly
@@ -187,15 +188,24 @@ def normalize_gram(q: np.ndarray, losses: np.ndarray, mode: str) -> np.ndarray:
     ``loss+`` (n_m = L_m |g_m|), as in Sener & Koltun's released code. An objective whose n_m is
     0 (zero gradient, or loss already 0) keeps a zero row and column: it counts as met.
     """
+    q = np.asarray(q, dtype=np.float64)
+    n = gradient_normalizers(q, losses, mode)
+    if mode == "none":
+        return q
+    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
+    return q * np.outer(inv, inv)
+
+
+def gradient_normalizers(q: np.ndarray, losses: np.ndarray, mode: str) -> np.ndarray:
+    """``n`` of :func:`normalize_gram`: ones (``none``), ``|g_m|`` (``l2``), ``|L_m|``
+    (``loss``) or ``|L_m| |g_m|`` (``loss+``), with ``|g_m| = sqrt(Q_mm)``."""
     check_normalization(mode)
     q = np.asarray(q, dtype=np.float64)
     if mode == "none":
-        return q
+        return np.ones(q.shape[0])
     losses = np.abs(np.asarray(losses, dtype=np.float64))
     norms = np.sqrt(np.clip(np.diag(q), 0.0, None))
-    n = {"l2": norms, "loss": losses, "loss+": losses * norms}[mode]
-    inv = np.divide(1.0, n, out=np.zeros_like(n), where=n > 0)
-    return q * np.outer(inv, inv)
+    return {"l2": norms, "loss": losses, "loss+": losses * norms}[mode]
 
 
 def zero_gradients(diag: np.ndarray) -> np.ndarray:
@@ -231,8 +241,13 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
     walks back to the simplex face when the affine minimiser of S leaves it. It ends, after
     finitely many steps, at a point satisfying the KKT conditions.
 
-    Q is first divided by its largest diagonal entry (the minimiser does not change), so the
-    tolerances and the least-squares cut-off are relative and the answer is the same at any scale.
+    Every test is relative to the gradient norms ``s_m = sqrt(Q_mm)`` involved, not to the
+    largest one, so that objectives whose Q_mm lie many orders of magnitude apart (1e20 and
+    more) get their exact weights: a violation of optimality by point j counts when it exceeds
+    ``tol * s_j * sum_m gamma_m s_m`` (the round-off scale of ``(Q gamma)_j``), and the affine
+    minimisers are solved in the coordinates ``s_m alpha_m``, where Q has a unit diagonal.
+    An objective with a zero gradient (:func:`zero_gradients`) makes the minimum 0: the weight
+    is then spread evenly over such objectives, as in :func:`solve_min_norm_closed_form`.
     """
     q = np.asarray(q, dtype=np.float64)
     n = q.shape[0]
@@ -241,33 +256,36 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
     if not np.all(np.isfinite(q)):
         raise ValueError("Q has non-finite entries")
     q = 0.5 * (q + q.T)
-    top = float(np.diag(q).max())
-    if top <= 0.0:  # every gradient is zero: every gamma is optimal
-        return np.full(n, 1.0 / n)
-    q = q / top
-    eps = tol
-    j0 = int(np.argmin(np.diag(q)))
+    zero = zero_gradients(np.diag(q))
+    if zero.any():  # the minimum, 0, is reached on the zero gradients (on all when Q = 0)
+        return zero / zero.sum()
+    q = q / float(np.diag(q).max())  # the minimiser does not change; no overflow below
+    norms = np.sqrt(np.diag(q))
+    unit = q / np.outer(norms, norms)  # the Gram matrix of the unit gradients
+    j0 = int(np.argmin(norms))
     lam = np.zeros(n)
     lam[j0] = 1.0
     corral = [j0]
     for _ in range(max_iter):
         qlam = q @ lam
-        norm2 = float(lam @ qlam)
-        j = int(np.argmin(qlam))
-        if qlam[j] >= norm2 - eps or j in corral:
+        gap = (float(lam @ qlam) - qlam) / (norms * float(norms @ lam))
+        j = int(np.argmax(gap))
+        if gap[j] <= tol or j in corral:
             break
         corral.append(j)
         while True:
-            alpha = _affine_minimiser(q, corral)
-            if np.all(alpha > eps):
+            alpha = _affine_minimiser(unit, norms, corral)
+            if np.all(alpha > 0.0):
                 lam = np.zeros(n)
                 lam[corral] = alpha
                 break
             current = lam[corral]
-            neg = alpha <= eps
-            theta = np.min(current[neg] / (current[neg] - alpha[neg]))
+            neg = np.flatnonzero(alpha <= 0.0)
+            ratios = current[neg] / (current[neg] - alpha[neg])
+            theta = float(ratios.min())
             new = current + theta * (alpha - current)
-            new[new < 1e-15] = 0.0
+            new[neg[int(np.argmin(ratios))]] = 0.0  # the point that reaches the face leaves S
+            new = np.clip(new, 0.0, None)
             lam = np.zeros(n)
             lam[corral] = new
             corral = [i for i in corral if lam[i] > 0.0]
@@ -275,21 +293,30 @@ def solve_min_norm_exact(q: np.ndarray, tol: float = 1e-12, max_iter: int = 1000
                 lam = np.zeros(n)
                 lam[corral[0]] = 1.0
                 break
-    lam = np.clip(lam, 0.0, None)
     return lam / lam.sum()
 
 
-def _affine_minimiser(q: np.ndarray, corral: list[int]) -> np.ndarray:
-    """argmin_alpha alpha^T Q_SS alpha subject to sum(alpha) = 1 (alpha may be negative)."""
+def _affine_minimiser(unit: np.ndarray, norms: np.ndarray, corral: list[int]) -> np.ndarray:
+    """argmin_alpha alpha^T Q_SS alpha subject to sum(alpha) = 1 (alpha may be negative), for
+    ``Q = diag(norms) unit diag(norms)``.
+
+    Solved for ``beta = norms_S * alpha`` (``beta^T unit_SS beta`` under ``w . beta = 1`` with
+    ``w = 1 / norms_S`` divided by its largest entry), whose KKT matrix stays well conditioned
+    however far the norms lie apart."""
     k = len(corral)
+    w = 1.0 / norms[corral]
+    w = w / w.max()
     kkt = np.zeros((k + 1, k + 1))
-    kkt[:k, :k] = q[np.ix_(corral, corral)]
-    kkt[:k, k] = 1.0
-    kkt[k, :k] = 1.0
+    kkt[:k, :k] = unit[np.ix_(corral, corral)]
+    kkt[:k, k] = w
+    kkt[k, :k] = w
     rhs = np.zeros(k + 1)
     rhs[k] = 1.0
-    solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    alpha = solution[:k]
+    try:
+        beta = np.linalg.solve(kkt, rhs)[:k]
+    except np.linalg.LinAlgError:  # affinely dependent points: the least-squares solution
+        beta = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:k]
+    alpha = beta / norms[corral]
     return alpha / alpha.sum()
 
 
@@ -300,9 +327,14 @@ def solve_impartial(q: np.ndarray) -> np.ndarray:
 
     In terms of Q: ``Q gamma`` proportional to ``n = sqrt(diag Q)``, so ``gamma ~ Q^+ n``,
     normalised to sum 1. For mutually orthogonal gradients this is ``gamma_m ~ 1/|g_m|``: larger
-    gradients still get smaller weights, but as 1/|g| rather than MGDA's 1/|g|^2. Objectives with
-    a zero gradient get weight 0; negative weights (which would reward misalignment) are clipped
-    to 0; if nothing is left the weights are uniform.
+    gradients still get smaller weights, but as 1/|g| rather than MGDA's 1/|g|^2.
+
+    Two departures from IMTL-G: objectives with a zero gradient (:func:`zero_gradients`), whose
+    unit gradient is undefined, get weight 0 and the others are solved for without them; and
+    where IMTL-G's weights have a negative entry (it keeps it: its combined gradient then
+    increases that objective's loss), the entry is set to 0 and the others rescaled to sum 1,
+    so the projections are then no longer equal. If nothing positive is left the weights are
+    uniform.
     """
     q = np.asarray(q, dtype=np.float64)
     n_obj = q.shape[0]
@@ -344,12 +376,13 @@ class Balancer(ABC):
     @abstractmethod
     def __call__(self, problem: AlignmentProblem) -> BalanceResult: ...
 
-    def _normalized(self, q: np.ndarray, problem: AlignmentProblem) -> np.ndarray:
+    def _loss_values(self, problem: AlignmentProblem) -> np.ndarray:
         if self.normalization in ("loss", "loss+"):
-            values = np.array([float(loss.detach()) for loss in problem.losses])
-        else:
-            values = np.ones(len(problem.losses))
-        return normalize_gram(q, values, self.normalization)
+            return np.array([float(loss.detach()) for loss in problem.losses])
+        return np.ones(len(problem.losses))
+
+    def _normalized(self, q: np.ndarray, problem: AlignmentProblem) -> np.ndarray:
+        return normalize_gram(q, self._loss_values(problem), self.normalization)
 
 
 def _result(gamma: np.ndarray, q: np.ndarray | None, like: torch.Tensor,
@@ -413,10 +446,29 @@ class ExactBalancer(_GramBalancer):
 
 class ImpartialBalancer(_GramBalancer):
     """IMTL-G's equal-projection weights on the representation-gradient Q
-    (:func:`solve_impartial`)."""
+    (:func:`solve_impartial`).
+
+    Unlike the min-norm strategies, the weights are applied consistently with the
+    normalisation: the weights ``gamma'`` found for the normalised gradients ``g_m / n_m`` give
+    the combined gradient ``sum_m (gamma'_m / n_m) g_m``, so the losses get ``gamma_m ~ gamma'_m
+    / n_m`` (rescaled to sum 1). IMTL-G's direction does not depend on the gradients' scales,
+    so every normalisation gives IMTL-G's weights on the raw gradients; only an objective whose
+    ``n_m`` is 0 (loss 0 under ``loss``/``loss+``) differs: it counts as met and gets weight 0.
+    """
 
     name = "imtl"
     solve = staticmethod(solve_impartial)
+
+    def __call__(self, problem: AlignmentProblem) -> BalanceResult:
+        gradients = self.gradients(problem)
+        raw = self.gram(problem, gradients)
+        values = self._loss_values(problem)
+        q = normalize_gram(raw, values, self.normalization)
+        n = gradient_normalizers(raw, values, self.normalization)
+        gamma = np.divide(self.solve(q), n, out=np.zeros_like(n), where=n > 0)
+        total = gamma.sum()
+        gamma = gamma / total if total > 0 else np.full(len(n), 1.0 / len(n))
+        return _result(gamma, q, problem.losses[0], gradients)
 
 
 class ParameterMGDABalancer(_GramBalancer):

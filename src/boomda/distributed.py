@@ -14,12 +14,17 @@ those rows; :class:`~torch.nn.parallel.DistributedDataParallel` then averages th
 gradients over the N ranks, which gives exactly the one-process gradient (parameters after the
 gather, such as a discriminator's, get the same full gradient on every rank, averaged to itself).
 
+Random masks drawn for a rank's own rows (encoder dropout, modality dropout) are its rows of
+the masks drawn for the whole gathered batch (:func:`draw_rows`): independent across ranks, and
+the ranks' shared torch random state advances as one process's does.
+
 Backends: gloo on CPU, nccl on CUDA (one GPU per rank, ``cuda:LOCAL_RANK``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -120,6 +125,20 @@ def local_rows(x: torch.Tensor) -> torch.Tensor:
                           f"than the smaller domain)")
     share = n // w.size
     return x[w.rank * share:(w.rank + 1) * share]
+
+
+def draw_rows(draw: Callable[[int], torch.Tensor], rows: int) -> torch.Tensor:
+    """Random values for this process's ``rows`` rows, drawn as for the whole gathered batch.
+
+    ``draw(n)`` draws a tensor of ``n`` rows from torch's generator. In one process it is
+    ``draw(rows)``; in data-parallel training every rank calls ``draw(N * rows)``, as one process
+    would for the gathered batch, and keeps rows ``rank * rows`` to ``(rank + 1) * rows``. The
+    ranks' rows so get independent values, and torch's generator, which the ranks share, stays
+    in the same state on every rank."""
+    w = world()
+    if w is None:
+        return draw(rows)
+    return draw(w.size * rows)[w.rank * rows:(w.rank + 1) * rows]
 
 
 def gather_rows(x: torch.Tensor) -> torch.Tensor:

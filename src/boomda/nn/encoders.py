@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from boomda import distributed
 from boomda.errors import DataError
 
 
@@ -53,6 +54,23 @@ def split_steps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., 1:], x[..., 0] > 0.5
 
 
+class RowDropout(nn.Dropout):
+    """:class:`torch.nn.Dropout` whose mask, in data-parallel training, is this process's rows of
+    the mask drawn for the whole gathered batch (:func:`boomda.distributed.draw_rows`): the
+    ranks' rows get independent masks, as one process gives them. In one process it is
+    :class:`torch.nn.Dropout` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or distributed.world() is None:
+            return super().forward(x)
+
+        def mask(rows: int) -> torch.Tensor:
+            ones = torch.ones((rows, *x.shape[1:]), dtype=x.dtype, device=x.device)
+            return nn.functional.dropout(ones, self.p, True)
+
+        return x * distributed.draw_rows(mask, x.shape[0])
+
+
 class MLPEncoder(nn.Module):
     """Feature-vector encoder: standardise, ``Linear -> ReLU -> Dropout -> Linear`` to d dims."""
 
@@ -62,7 +80,7 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(n_features, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            RowDropout(dropout),
             nn.Linear(hidden, dim),
         )
         self.n_features = n_features

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from boomda import distributed
 from boomda.errors import DataError
 from boomda.nn.encoders import MLPEncoder
 
@@ -112,8 +113,12 @@ class MultimodalNet(nn.Module):
 
     def modality_dropout_mask(self, batch: int, device: torch.device) -> torch.Tensor:
         """(B, M) bool, False with probability ``modality_dropout`` each, drawn from torch's
-        generator; rows drawn all False are set all True."""
-        keep = torch.rand(batch, len(self.modalities), device=device) >= self.modality_dropout
+        generator (in data-parallel training: this process's rows of the draw for the whole
+        gathered batch, :func:`boomda.distributed.draw_rows`); rows drawn all False are set all
+        True."""
+        m = len(self.modalities)
+        uniform = distributed.draw_rows(lambda rows: torch.rand(rows, m, device=device), batch)
+        keep = uniform >= self.modality_dropout
         return keep | ~keep.any(dim=1, keepdim=True)
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> NetOutput:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from boomda.errors import DataError
+from boomda.nn.encoders import RowDropout
 
 
 class TextCNN(nn.Module):
@@ -42,7 +43,7 @@ class TextCNN(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(in_dim, channels, k, padding=k - 1) for k in self.kernel_sizes
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = RowDropout(dropout)
         self.proj = nn.Linear(channels * len(self.kernel_sizes), out_dim)
         self.out_dim = out_dim
 
