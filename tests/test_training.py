@@ -294,7 +294,8 @@ def test_gamma_names_its_objectives_and_survives_a_resume():
     dt = DomainAdapter(method="dt", **options).fit(pair)
     assert dt.history[-1].gamma is None and dt.history[-1].gamma_by_name is None
 
-    (state,) = states  # after epoch 1 of 2
+    state, end = states  # after epoch 1 of 2, and at the end of training
+    assert (state["step"], end["step"]) == (len(full.history) // 2, len(full.history))
     old = json.loads(state["history"])
     for fields in old:
         del fields["gamma_names"]

@@ -13,6 +13,7 @@ default budget here is fixed and the last model is evaluated. Boomda's own hyper
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -97,6 +98,11 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first bad option. The method's name and its
         options are checked against the method registry by
         :func:`boomda.methods.check_config`, which also calls this."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            _check(not any(isinstance(v, float) and not math.isfinite(v) for v in numbers),
+                   f.name, "must be a finite number", value)
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
         _check(self.batch_size >= 2, "batch_size",
                "must be at least 2 (a covariance needs 2 samples)", self.batch_size)
@@ -498,10 +504,10 @@ def coerce(value: Any, default: Any, where: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if isinstance(default, float):
-            return float(value)
+            return _finite(float(value), value, where)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(float(v) for v in items)
+            return tuple(_finite(float(v), value, where) for v in items)
         if isinstance(default, list):
             return [str(v) for v in (value.split(",") if isinstance(value, str) else value)]
         if isinstance(default, dict):
@@ -509,5 +515,13 @@ def coerce(value: Any, default: Any, where: str) -> Any:
                 raise ValueError(value)
             return dict(value)
         return str(value)
-    except (TypeError, ValueError):
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: cannot read {value!r} as {type(default).__name__}") from None
+
+
+def _finite(number: float, given: Any, where: str) -> float:
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: {given!r} is not a finite number")
+    return number

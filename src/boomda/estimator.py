@@ -119,6 +119,10 @@ class DomainAdapter:
         self.history = trainer.fit(pair, on_step=on_step, progress=progress,
                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                                    resume=resume)
+        # finite parameters can still give non-finite outputs (a diverged model's activations
+        # overflow): such a model is an error, not a result
+        predict_logits(self.net, pair.source.subset(np.arange(min(256, len(pair.source)))),
+                       self.device)
         return self
 
     # ---------------------------------------------------------------- inference
@@ -261,6 +265,9 @@ class DomainAdapter:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
             raise BoomdaError(f"{path}: not a readable boomda checkpoint ({exc})") from None
+        if isinstance(payload, dict) and "config" not in payload and "optimizer" in payload:
+            raise BoomdaError(f"{path}: a training checkpoint (the state --resume continues "
+                              f"from), not a model; give the run's model.pt")
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise BoomdaError(f"{path}: not a boomda checkpoint (format "
                               f"{payload.get('format') if isinstance(payload, dict) else '?'})")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from boomda.data.container import MultimodalData, trim_padding
-from boomda.errors import DataError
+from boomda.errors import DataError, TrainingError
 from boomda.nn.net import NetOutput
 
 
@@ -81,7 +81,20 @@ def predict_logits(net, data: MultimodalData, device: torch.device,
               for out in _batched_outputs(net, data, device, batch_size)]
     if not chunks:
         return np.zeros((0, net.n_classes), dtype=np.float32)
-    return torch.cat(chunks).numpy()
+    logits = torch.cat(chunks).numpy()
+    check_finite_outputs(logits)
+    return logits
+
+
+def check_finite_outputs(outputs: np.ndarray) -> None:
+    """Raise :class:`~boomda.errors.TrainingError` when a model's outputs (N, C) are not finite:
+    a diverged model (or inputs far outside the scale it was trained on) predicts nothing."""
+    bad = ~np.isfinite(outputs).all(axis=1)
+    if bad.any():
+        raise TrainingError(f"the model's outputs are not finite for {int(bad.sum())} of "
+                            f"{len(outputs)} samples (first: sample {int(np.argmax(bad))}): the "
+                            f"model diverged in training, or these inputs lie far outside the "
+                            f"scale it was trained on")
 
 
 def evaluate(net, data: MultimodalData, device: torch.device, name: str = "data") -> dict:

@@ -140,9 +140,14 @@ def run_experiment(
         warnings.warn(same, stacklevel=2)
     with rundir.run_lock(folder):
         identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
-        resolved = {**config.to_dict(), "run": identity, "environment": environment(),
+        settings = config.to_dict()
+        settings["train"]["device"] = given_device  # as asked; each rank's: processes
+        # the fingerprint of the settings as config.yaml holds them (read back from the YAML
+        # text): --resume refuses a config.yaml edited since
+        identity["settings_fingerprint"] = rundir.config_fingerprint(
+            yaml.safe_load(yaml.safe_dump(settings)))
+        resolved = {**settings, "run": identity, "environment": environment(),
                     "pair": pair.info}
-        resolved["train"]["device"] = given_device  # as asked; each rank's: processes
         atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
         return _train(config, pair, encoders, folder, identity, None, progress, on_step,
                       wall_start)
@@ -194,6 +199,7 @@ def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult
         raise BoomdaError(f"{folder / rundir.CONFIG}: has no run identity; cannot resume")
     environment_then = resolved.pop("environment", {}) or {}
     resolved.pop("pair", None)
+    settings_now = rundir.config_fingerprint(resolved)
     config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
     try:
         state = torch.load(folder / rundir.CHECKPOINT, map_location="cpu", weights_only=True)
@@ -204,6 +210,13 @@ def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult
     if not isinstance(state, dict) or state.get("run_id") != identity["id"]:
         raise BoomdaError(f"{folder / rundir.CHECKPOINT}: belongs to another run than "
                           f"{rundir.CONFIG}; start the run again with --overwrite")
+    started = state.get("settings_fingerprint")
+    if started is not None and (started != settings_now
+                                or identity.get("settings_fingerprint") != started):
+        raise BoomdaError(f"{folder / rundir.CONFIG}: its settings were changed after the run "
+                          f"started (they no longer match its checkpoint's); --resume continues "
+                          f"a run only with the settings it started with: start a new run "
+                          f"instead")
     config.train.device = distributed.setup(config.train.device)
     if not distributed.is_writer():
         return _follow(config, state)
@@ -256,6 +269,7 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
             if board is not None:
                 board.flush()
             state["run_id"] = identity["id"]
+            state["settings_fingerprint"] = identity.get("settings_fingerprint")
             state["train_seconds"] = before + time.perf_counter() - start
             atomic_write(checkpoint_file, lambda tmp: torch.save(state, tmp))
 

@@ -228,12 +228,31 @@ class Trainer:
                 if (checkpoint is not None and checkpoint_every > 0 and epoch_done
                         and (step + 1 == total
                              or ((step + 1) // steps_per_epoch) % checkpoint_every == 0)):
+                    self._check_finite(step + 1)  # a diverged state is never saved
                     checkpoint(self.training_state(step + 1, rng, source, target, history))
         finally:
             if bar is not None:
                 bar.close()
+        self._check_finite(total)
         self.method.eval()
         return history
+
+    def _check_finite(self, steps: int) -> None:
+        """Raise :class:`TrainingError` if a parameter holds a non-finite value after ``steps``
+        steps (training diverged: the model must not be saved or used)."""
+        bad = total = 0
+        names = []
+        for name, param in self.method.named_parameters():
+            count = int((~torch.isfinite(param.detach())).sum())
+            total += param.numel()
+            if count:
+                bad += count
+                names.append(name)
+        if bad:
+            raise TrainingError(
+                f"training diverged: after {steps} steps {bad:,} of {total:,} parameters are "
+                f"not finite (first in {names[0]}); lower the learning rate "
+                f"(lr={self.config.lr}) or clip the gradients (grad_clip)")
 
     def training_state(self, step: int, rng: np.random.Generator, source: _Sampler,
                        target: _Sampler, history: list[StepLog]) -> dict[str, Any]:
@@ -273,8 +292,23 @@ class Trainer:
         if not 0 < int(state["step"]) <= total:
             raise TrainingError(f"the checkpoint's step {int(state['step'])} lies outside this "
                                 f"run's schedule (1..{total} steps)")
-        self.method.load_state_dict(state["model"], strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        own = stored_state(self.method)
+        saved_model = state["model"]
+        odd = sorted(set(own) ^ set(saved_model))
+        if odd:
+            raise TrainingError(f"the checkpoint's model {'lacks' if odd[0] in own else 'has'} "
+                                f"the entry {odd[0]!r}: it is of another model than this run's")
+        for key, value in saved_model.items():
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise TrainingError(f"the checkpoint's entry {key!r} has shape "
+                                    f"{tuple(value.shape)}, this run's model "
+                                    f"{tuple(own[key].shape)}: it is of another model")
+        self.method.load_state_dict(saved_model, strict=False)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise TrainingError(f"the checkpoint's optimiser state does not fit this run's "
+                                f"model ({type(exc).__name__}): it is of another model") from None
         if self.scheduler is not None and state.get("scheduler"):
             self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None]})
         saved = state["rng"]
