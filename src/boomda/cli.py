@@ -58,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(repeatable; see docs/baselines.md)")
     run.add_argument("--source", metavar="S.npz",
                      help="your own labelled source domain: a .npz file of one (N, D) array per "
-                          "modality plus labels (class names or integers), or heart:SITE (a hospital "
-                          "of the UCI Heart Disease data: cleveland, hungary, switzerland, va); "
-                          "with --target")
+                          "modality plus labels (class names or integers), or heart:SITE (a "
+                          "hospital of the UCI Heart Disease data: cleveland, hungary, "
+                          "switzerland, va); with --target")
     run.add_argument("--target", metavar="T.npz",
                      help="your own target domain: a .npz file with the same modalities (or "
                           "heart:SITE); its labels, if any, are used for scoring only")
