@@ -260,8 +260,8 @@ def test_shipped_suite_grids_parse_and_keep_dev_and_test_apart():
                  "grid-suite-dev-forms", "grid-suite-dev-balance"):
         spec = GridSpec.from_yaml(configs / f"{name}.yaml")
         counts[name] = len(spec.cells())
-    assert counts == {"grid-suite-table": 11 * 6 * 3, "grid-suite-select": 6 * 6 * 3,
-                      "grid-suite-select-uniform": 4 * 6 * 3,
+    assert counts == {"grid-suite-table": 11 * 7 * 3, "grid-suite-select": 6 * 7 * 3,
+                      "grid-suite-select-uniform": 4 * 7 * 3,
                       "grid-suite-dev-forms": 4 * (1 + 2 * 10), "grid-suite-dev-balance":
                       4 * 2 * (2 + 7)}
 

@@ -58,10 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                           "(repeatable; see docs/baselines.md)")
     run.add_argument("--source", metavar="S.npz",
                      help="your own labelled source domain: a .npz file of one (N, D) array per "
-                          "modality plus labels (class names or integers); with --target")
+                          "modality plus labels (class names or integers), or heart:SITE (a "
+                          "hospital of the UCI Heart Disease data: cleveland, hungary, "
+                          "switzerland, va); with --target")
     run.add_argument("--target", metavar="T.npz",
-                     help="your own target domain: a .npz file with the same modalities; its "
-                          "labels, if any, are used for scoring only")
+                     help="your own target domain: a .npz file with the same modalities (or "
+                          "heart:SITE); its labels, if any, are used for scoring only")
     run.add_argument("--dataset", help="one labelled data set split into source and target "
                                        "halves by the paper's protocol: 'mfeat' (embedded, the "
                                        "default), 'htad' or a .npz file of arrays + labels")
@@ -179,8 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("--config", help="YAML run config (its data section is used)")
     diagnose.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
-    diagnose.add_argument("--source", metavar="S.npz", help="your own source domain (.npz)")
-    diagnose.add_argument("--target", metavar="T.npz", help="your own target domain (.npz)")
+    diagnose.add_argument("--source", metavar="S.npz",
+                          help="your own source domain (.npz, or heart:SITE)")
+    diagnose.add_argument("--target", metavar="T.npz",
+                          help="your own target domain (.npz, or heart:SITE)")
     diagnose.add_argument("--modalities", help="comma-separated modality names")
     diagnose.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
                           help="target shift of one modality, e.g. fou=none or "

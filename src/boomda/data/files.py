@@ -2,7 +2,10 @@
 user's own pair of domains in two files.
 
 A data file is a ``.npz`` holding one (N, D_m) array per modality and, optionally, ``labels``
-(N,): class names (strings) or integers of any values (:mod:`boomda.data.labels`).
+(N,): class names (strings) or integers of any values (:mod:`boomda.data.labels`). Where a data
+file is expected, ``heart:SITE`` names one hospital of the UCI Heart Disease data instead
+(:mod:`boomda.data.heart`), so ``--source heart:cleveland --target heart:hungary`` is a real
+pair read from an installed package.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from boomda.data.container import MultimodalData
+from boomda.data.heart import is_heart_domain
 from boomda.data.pair import DomainPair
 from boomda.data.shifts import parse_shift, shift_to_str
 from boomda.errors import DataError
@@ -54,6 +58,10 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
 def modality_names(path: str | Path, what: str) -> list[str]:
     """The modality arrays a data file holds (every array but ``labels``), read without loading
     them; ConfigError-like DataError naming ``what`` when the file cannot be read."""
+    if is_heart_domain(path):
+        from boomda.data.heart import VIEWS
+
+        return list(VIEWS)
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -86,7 +94,10 @@ def read_data_file(path: str | Path, labels_required: bool, role: str,
                    classes: Sequence[str] | None = None) -> MultimodalData:
     """The modalities and labels of the ``.npz`` file ``path`` (``role`` names it in errors:
     ``source``, ``target``, ``dataset``). Labels are encoded onto ``classes`` when given (the
-    source's), else onto their own sorted classes."""
+    source's), else onto their own sorted classes. ``heart:SITE`` reads that site of the Heart
+    Disease data (:func:`boomda.data.heart.load_heart`)."""
+    if is_heart_domain(path):
+        return _heart_domain(str(path), classes)
     path = Path(path)
     arrays = read_npz(path)
     if LABELS not in arrays and labels_required:
@@ -105,6 +116,19 @@ def read_data_file(path: str | Path, labels_required: bool, role: str,
 
         labels, classes = encode_labels(labels, f"{path}[{LABELS!r}]", classes)
     return MultimodalData(arrays, labels, name=str(path), classes=classes)
+
+
+def _heart_domain(spec: str, classes: Sequence[str] | None) -> MultimodalData:
+    """The site ``spec`` (``heart:SITE``), its labels mapped onto ``classes`` when given."""
+    from boomda.data.heart import CLASSES, PREFIX, load_heart
+    from boomda.data.labels import encode_labels
+
+    data = load_heart(spec[len(PREFIX):])
+    if classes is None:
+        return data
+    labels, classes = encode_labels(np.asarray(CLASSES)[data.labels], f"{spec}[{LABELS!r}]",
+                                    classes)
+    return MultimodalData(data.views, labels, name=spec, classes=classes)
 
 
 def protocol_pair(data: MultimodalData, modalities: Sequence[str], shifts: Mapping[str, object],
