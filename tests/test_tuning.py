@@ -380,3 +380,17 @@ def test_points_in_worker_processes_choose_as_one_process(files):
     for (name, a), (_, b) in zip(one.adapter.method.state_dict().items(),
                                  two.adapter.method.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_documented_presets_are_the_code_s():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    method = (docs / "method.md").read_text()
+    for i, point in enumerate(METHODS["boomda"].preset):
+        default = " (default)" if i == 0 else ""
+        assert f"| {i + 1}{default} | {point['ca_form']} | {point['alpha2']:g} |" in method
+    weights = ", ".join(f"{p['trade_off']:g}" for p in METHODS["dann"].preset)
+    assert f"`trade_off` = {weights} |" in (docs / "baselines.md").read_text()
+    alpha1 = ", ".join(f"{p['alpha1']:g}" for p in METHODS["pl"].preset)
+    assert alpha1.replace("0.5", "0.5 (default)", 1) in method

@@ -693,7 +693,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         if not model.is_file():
             raise BoomdaError(f"--run {folder}: no {rundir.MODEL} (the run is not finished)")
         resolved = rundir.read_yaml_mapping(folder / rundir.CONFIG)
-        for key in ("run", "environment", "pair"):
+        for key in ("run", "environment", "pair", "tune"):  # tune: a tuned run's sweep
             resolved.pop(key, None)
         config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
     else:

@@ -354,6 +354,8 @@ def resume_tuned(folder: str | Path, *, workers: int = 1, threads: int | None = 
         config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
         tuned = TunedRun(config, str(settings.get("select")), list(settings.get("points") or []))
         rundir.remove_leftovers(folder)
+        for leftover in folder.glob(f".{SELECTION}.*.tmp"):  # a selection.json cut by a kill
+            leftover.unlink(missing_ok=True)
         return _tune(folder, tuned, identity, workers, threads, progress)
 
 
