@@ -353,6 +353,8 @@ def test_command_line_tuned_run_and_its_summary(files, capsys):
     assert f"* {selection['chosen']}" in out and "im*" in out
     assert "target F1 (reporting only)" in out and f"chosen          {selection['chosen']}" in out
     assert "add --select im" not in out
+    assert main(["diagnose", "--run", "runs/cli", "--out", "diag", "--no-progress"]) == 0
+    assert (files / "diag" / "diagnosis.json").is_file()
     # a plain run on the user's own pair says how to tune
     code = main(["run", "--source", "source.npz", "--target", "target.npz", "--epochs", "1",
                  "--dim", "8", "--hidden", "16", "--device", "cpu", "--no-progress"])

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,6 +37,9 @@ from boomda.atomic import atomic_write, atomic_write_text
 from boomda.config import RunConfig, TrainConfig, coerce_to
 from boomda.errors import BoomdaError, ConfigError
 from boomda.methods import METHODS, check_config
+
+if TYPE_CHECKING:
+    from boomda.run import RunResult
 
 #: how a tie between points is broken
 TIE_RULE = ("the earlier point in the sweep's order wins a tie (a preset's first point is the "
@@ -301,7 +304,7 @@ def is_tuned_folder(folder: str | Path) -> bool:
 
 def run_tuned(config: RunConfig, validator: str, points: Sequence[Mapping[str, Any]] | None = None,
               *, workers: int = 1, threads: int | None = None, progress: bool = False,
-              overwrite: bool = False):
+              overwrite: bool = False) -> RunResult:
     """Train every point of ``points`` (default: the method's preset) on the pair of ``config``,
     choose one with ``validator`` and write the tuned run folder (see the module docstring).
     ``workers`` > 1 trains points in parallel processes (as ``boomda bench``); returns the
@@ -332,7 +335,7 @@ def run_tuned(config: RunConfig, validator: str, points: Sequence[Mapping[str, A
 
 
 def resume_tuned(folder: str | Path, *, workers: int = 1, threads: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False) -> RunResult:
     """Continue the tuned run in ``folder``: its finished points are kept, the others resumed
     from their checkpoints or run again; then the choice is made and the folder finished."""
     folder = Path(folder)
@@ -360,7 +363,7 @@ def resume_tuned(folder: str | Path, *, workers: int = 1, threads: int | None = 
 
 
 def _tune(folder: Path, tuned: TunedRun, identity: dict, workers: int, threads: int | None,
-          progress: bool):
+          progress: bool) -> RunResult:
     """Run the points that are not done, choose, and finish the folder (results.json last)."""
     from boomda.bench import _execute
     from boomda.estimator import DomainAdapter
