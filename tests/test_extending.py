@@ -61,7 +61,7 @@ def test_a_registered_method_trains(monkeypatch):
     adapter = DomainAdapter(method="mmd", options={"weight": 0.5}, **TINY).fit(_pair())
     assert adapter.history[-1].weights["mmd"] == 0.5 and adapter.history[-1].terms["mmd"] >= 0
     with pytest.raises(ConfigError, match="options.weight"):
-        DomainAdapter(method="mmd", options={"weight": -1}, **TINY)
+        DomainAdapter(method="mmd", options={"weight": -1}, **TINY).fit(_pair())
 
 
 def test_a_registered_balancing_strategy_weighs_by_inverse_gradient_norm(monkeypatch):

@@ -217,7 +217,7 @@ def test_bad_partial_input_is_one_clear_error(pair, plain):
     with pytest.raises(ConfigError, match="unknown strategy 'vote'"):
         plain.predict(views, strategy="vote")
     with pytest.raises(ConfigError, match="modality_dropout must lie in"):
-        DomainAdapter(modality_dropout=1.0)
+        DomainAdapter(modality_dropout=1.0).fit(pair)
 
 
 @pytest.fixture(scope="module")

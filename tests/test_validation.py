@@ -52,15 +52,18 @@ def test_target_modalities_must_match_source():
 
 
 def test_unknown_method_and_solver():
+    """The estimator's arguments are checked when it is fitted (scikit-learn's convention:
+    the constructor stores them as given)."""
+    DomainAdapter(method="danm", gamma_solver="qp", learning_rate=0.1)  # no error yet
     with pytest.raises(ConfigError, match="unknown method 'danm'"):
-        DomainAdapter(method="danm")
+        DomainAdapter(method="danm").fit(_pair())
     with pytest.raises(ConfigError, match="unknown gamma_solver 'qp'"):
         check_config(TrainConfig(options={"gamma_solver": "qp"}))
     with pytest.raises(ConfigError, match="unknown gamma_solver 'qp'"):
-        DomainAdapter(gamma_solver="qp")
+        DomainAdapter(gamma_solver="qp").fit(_pair())
     with pytest.raises(BoomdaError, match="method 'boomda' has no option 'learning_rate'; "
                                           "its options: alpha1, alpha2, vote_threshold"):
-        DomainAdapter(learning_rate=0.1)
+        DomainAdapter(learning_rate=0.1).fit(_pair())
 
 
 def test_boomda_options_are_method_options():
@@ -74,14 +77,14 @@ def test_boomda_options_are_method_options():
     assert (options.alpha2, options.gamma_solver, options.alpha1) == (10.0, "exact", 0.5)
     assert isinstance(options.alpha2, float)
     with pytest.raises(ConfigError, match="method 'dann' has no option 'alpha2'"):
-        DomainAdapter(method="dann", alpha2=10)
+        DomainAdapter(method="dann", alpha2=10).fit(_pair())
     with pytest.raises(ConfigError, match=r"cfg.train: unknown option 'alpha2'.* go under "
                                           r"cfg.train.options"):
         RunConfig.from_dict({"train": {"alpha2": 10}}, where="cfg")
     config = RunConfig.from_dict({"train": {"options": {"alpha2": 10, "vote_threshold": 2}}})
     assert check_config(config.train, n_modalities=2).vote_threshold == 2
     with pytest.raises(ConfigError, match="option alpha1 must be >= 0, got -1.0"):
-        DomainAdapter(alpha1=-1)
+        DomainAdapter(alpha1=-1).fit(_pair())
 
 
 def test_labels_outside_class_set():
@@ -97,7 +100,7 @@ def test_labels_outside_class_set():
 
 def test_batch_of_fewer_than_two_samples():
     with pytest.raises(ConfigError, match="batch_size must be at least 2"):
-        DomainAdapter(batch_size=1)
+        DomainAdapter(batch_size=1).fit(_pair())
     views, y = make_views(n=6)
     one = {k: v[:1] for k, v in views.items()}
     pair = DomainPair.from_arrays(MultimodalData(views, y), MultimodalData(one), n_classes=3,
@@ -257,7 +260,7 @@ def test_bad_files_and_options_end_in_one_line(tmp_path, monkeypatch, capsys):
         assert message in err and "Traceback" not in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, err
     with pytest.raises(ConfigError, match="epochs: cannot read 'three' as int"):
-        DomainAdapter(epochs="three")
+        DomainAdapter(epochs="three").fit(_pair())
     assert DomainAdapter(epochs="3").config.epochs == 3
 
 
@@ -293,7 +296,7 @@ def test_one_builder_checks_keys_and_coerces_by_annotation():
     with pytest.raises(ConfigError, match=r"^unknown option 'nope'; allowed: a, b$"):
         check_keys({"nope": 1}, ["a", "b"], "")
     with pytest.raises(ConfigError, match="method 'boomda' has no option 'bogus'"):
-        DomainAdapter(bogus=1)
+        DomainAdapter(bogus=1).fit(_pair())
     with pytest.raises(ConfigError, match="shift 'noise': unknown parameter 'db'; allowed: snr"):
         from boomda.data.shifts import parse_shift
 
@@ -326,11 +329,11 @@ def test_config_does_not_import_the_methods():
 ])
 def test_a_misspelt_keyword_names_the_close_training_or_method_option(keyword, hint):
     with pytest.raises(ConfigError) as err:
-        DomainAdapter(**{keyword: 3})
+        DomainAdapter(**{keyword: 3}).fit(_pair())
     assert str(err.value) == (f"method 'boomda' has no option {keyword!r}; its options: alpha1, "
                               f"alpha2, vote_threshold, gamma_solver, gamma_normalization, "
                               f"ca_form{hint}")
     with pytest.raises(ConfigError, match=r"method 'dann' has no option 'trade_of'; its options: "
                                           r"trade_off, .*; did you mean dann's option "
                                           r"'trade_off'\?$"):
-        DomainAdapter(method="dann", trade_of=0.5)
+        DomainAdapter(method="dann", trade_of=0.5).fit(_pair())

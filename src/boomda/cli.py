@@ -108,6 +108,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="torch's CPU threads (default: 1 on feature-vector data, whose small "
                           "network runs fastest on one, above all on a busy machine; torch's "
                           "default for a raw corpus; OMP_NUM_THREADS when it is set)")
+    run.add_argument("--select", metavar="VALIDATOR",
+                     help="tune without target labels: train every point of the method's "
+                          "preset sweep (or --sweep), score each with this validator (im, the "
+                          "recommended one, snd, dev or source_risk) and keep the best point's "
+                          "model; the folder holds each point under points/ and selection.json")
+    run.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                     help="with --select: the values of a training option or method option to "
+                          "try, in place of the preset (repeatable; every combination)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="with --select: train N points at a time in worker processes "
+                          "(default 1)")
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bar (there is none when stderr is not a terminal)")
 
@@ -310,7 +321,20 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def _run(args: argparse.Namespace) -> int:
     from boomda import distributed
     from boomda.run import resume_experiment, run_experiment
+    from boomda.tune import is_tuned_folder
 
+    tuned = args.select is not None or (args.resume is not None
+                                        and is_tuned_folder(args.resume))
+    if not tuned:
+        for flag, value in (("--sweep", args.sweep), ("--workers", args.workers)):
+            if value:
+                raise ConfigError(f"{flag} applies to a tuned run: add --select im (the "
+                                  f"validator that chooses among the points)")
+    elif args.nproc is not None:
+        raise ConfigError("--nproc does not apply to a tuned run (--select); --workers N "
+                          "trains N points at a time")
+    if tuned:
+        return _run_tuned(args)
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc {args.nproc}: give a number of processes, at least 1")
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
@@ -320,7 +344,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         given = [flag for flag, value in vars(args).items()
                  if flag not in ("command", "resume", "no_progress", "shift", "option", "nproc",
-                                 "threads", "argv")
+                                 "threads", "argv", "sweep")
                  and value not in (None, False)] + [f for f in ("shift", "option")
                                                     if getattr(args, f)]
         if given:
@@ -344,6 +368,45 @@ def _run(args: argparse.Namespace) -> int:
             distributed.teardown()
     if result is not None:  # None: a data-parallel rank other than 0
         print(_summary(result))
+        if args.resume is None and config.data.is_pair:
+            print("defaults        chosen on other tasks; to tune them on this pair without "
+                  "its target labels, add --select im")
+    return 0
+
+
+def _run_tuned(args: argparse.Namespace) -> int:
+    """``boomda run --select VALIDATOR`` (or ``--resume`` of such a run)."""
+    from boomda.tune import Selection, parse_sweep, resume_tuned, run_tuned
+
+    workers = 1 if args.workers is None else args.workers
+    if args.resume is not None:
+        given = [flag for flag, value in vars(args).items()
+                 if flag not in ("command", "resume", "no_progress", "shift", "option", "sweep",
+                                 "threads", "argv", "workers")
+                 and value not in (None, False)] + [f for f in ("shift", "option", "sweep")
+                                                    if getattr(args, f)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
+                              f"apply")
+        _set_threads(args.threads, _resumed_is_raw(args.resume))
+        result = resume_tuned(args.resume, workers=workers, threads=args.threads,
+                              progress=_progress(args))
+    else:
+        config = build_config(args)
+        _set_threads(args.threads, config.raw is not None)
+        points = parse_sweep(args.sweep, config.train.method) if args.sweep else None
+        result = run_tuned(config, args.select, points, workers=workers, threads=args.threads,
+                           progress=_progress(args), overwrite=args.overwrite)
+    selection = Selection.from_dict(result.results["selection"])
+    print(_summary(result))
+    print(f"tuned           {len(selection.labels)} points, chosen by {selection.validator} "
+          f"(label-free; higher is better):")
+    print(selection.table())
+    print(f"chosen          {selection.chosen}: {selection.reason}")
+    if any(t is not None for t in selection.target):
+        print("                (the target F1 column reads the target's labels: reporting "
+              "only, never used to choose)")
     return 0
 
 
@@ -634,7 +697,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         if not model.is_file():
             raise BoomdaError(f"--run {folder}: no {rundir.MODEL} (the run is not finished)")
         resolved = rundir.read_yaml_mapping(folder / rundir.CONFIG)
-        for key in ("run", "environment", "pair"):
+        for key in ("run", "environment", "pair", "tune"):  # tune: a tuned run's sweep
             resolved.pop(key, None)
         config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
     else:

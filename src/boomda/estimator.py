@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +29,9 @@ from boomda.partial import PartialInput, partial_input, predict_partial, resolve
 from boomda.runtime import resolve_device, seed_everything
 from boomda.train import StepLog, Trainer, stored_state
 
+if TYPE_CHECKING:
+    from boomda.tune import Selection
+
 CHECKPOINT_FORMAT = 1
 
 
@@ -41,23 +47,81 @@ class DomainAdapter:
     ``lr``, ...) or options of the method, added to ``TrainConfig.options`` (Boomda's
     ``alpha2``, ``gamma_solver``, ...; ``trade_off`` for the adversarial baselines; see
     docs/method.md and docs/baselines.md).
+
+    ``select``: a validator of :mod:`boomda.select` (``im`` recommended): :meth:`fit` then
+    trains every point of ``sweep`` (a mapping of option -> list of values, every combination;
+    default: the method's preset, :attr:`boomda.methods.base.Method.preset`), scores each
+    without target labels and keeps the best model; :attr:`selection` holds the table and
+    the choice (:class:`boomda.tune.Selection`; ties: :data:`boomda.tune.TIE_RULE`).
+
+    The estimator follows scikit-learn's conventions: the arguments are stored as given and
+    checked by :meth:`fit`; :meth:`get_params` / :meth:`set_params`, so that
+    ``sklearn.base.clone`` works.
     """
 
-    def __init__(self, config: TrainConfig | None = None, **options) -> None:
-        config = dataclasses.replace(config or TrainConfig())
+    def __init__(self, config: TrainConfig | None = None, select: str | None = None,
+                 sweep: Mapping[str, Sequence] | None = None, **options) -> None:
+        self._config_param = config
+        self.select = select
+        self.sweep = sweep
+        self._options = options
+        self._fitted_config: TrainConfig | None = None
+        self._device: torch.device | None = None
+        self.net: MultimodalNet | None = None
+        self.method = None
+        self.history: list[StepLog] = []
+        #: JSON-able facts saved with the model (class names, how raw inputs are prepared)
+        self.metadata: dict = {}
+        #: the points tried and the one chosen, after a fit with ``select``
+        self.selection: Selection | None = None
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments, as given: ``config``, ``select``, ``sweep`` and every
+        keyword option (scikit-learn's estimator API; ``deep`` changes nothing, no parameter
+        is an estimator)."""
+        return {"config": self._config_param, "select": self.select, "sweep": self.sweep,
+                **self._options}
+
+    def set_params(self, **params) -> DomainAdapter:
+        """Set constructor arguments (checked by the next :meth:`fit`); returns ``self``."""
+        for key, value in params.items():
+            if key == "config":
+                self._config_param = value
+            elif key in ("select", "sweep"):
+                setattr(self, key, value)
+            else:
+                self._options[key] = value
+        return self
+
+    @property
+    def config(self) -> TrainConfig:
+        """The training settings: the trained model's after :meth:`fit` or :meth:`load`, else
+        those the constructor's arguments give (checked: one-line ConfigError)."""
+        if self._fitted_config is not None:
+            return self._fitted_config
+        return self._resolve_config()
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on."""
+        if self._device is None:
+            return resolve_device(self.config.device)
+        return self._device
+
+    def _resolve_config(self) -> TrainConfig:
+        given = self._config_param
+        if given is not None and not isinstance(given, TrainConfig):
+            raise ConfigError(f"config: expected a TrainConfig, got {type(given).__name__}")
+        config = dataclasses.replace(given or TrainConfig())
+        options = dict(self._options)
         own = {f.name for f in dataclasses.fields(TrainConfig)}
         method_options = {k: options.pop(k) for k in list(options) if k not in own}
         assign(config, options, "")
         _check_option_names(method_options, config.method)
         config.options = {**config.options, **method_options}
         check_config(config)
-        self.config = config
-        self.net: MultimodalNet | None = None
-        self.method = None
-        self.history: list[StepLog] = []
-        self.device = resolve_device(config.device)
-        #: JSON-able facts saved with the model (class names, how raw inputs are prepared)
-        self.metadata: dict = {}
+        return config
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -83,13 +147,20 @@ class DomainAdapter:
         ``checkpoint`` / ``checkpoint_every`` / ``resume``: see :meth:`boomda.train.Trainer.fit`
         (a resumed fit continues a training state saved by ``checkpoint`` on the same pair with
         the same config)."""
+        cfg = self._resolve_config()
         if not isinstance(pair, DomainPair):
             raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
         if len(pair.modalities) < 2:
             raise DataError(f"a multimodal model needs at least 2 modalities, got "
                             f"{pair.modalities}")
-        cfg = self.config
         check_config(cfg, n_modalities=len(pair.modalities))
+        if self.select is not None or self.sweep is not None:
+            if checkpoint is not None or resume is not None:
+                raise ConfigError("checkpoint/resume: apply to one training run, not to a "
+                                  "tuned fit (select=...)")
+            return self._fit_selected(cfg, pair, encoders, progress, on_step)
+        self._fitted_config, self._device = cfg, resolve_device(cfg.device)
+        self.selection = None
         seed_everything(cfg.seed)
         encoders = dict((encoders(cfg.dim, cfg.dropout) if callable(encoders) else encoders)
                         or {})
@@ -124,6 +195,60 @@ class DomainAdapter:
         predict_logits(self.net, pair.source.subset(np.arange(min(256, len(pair.source)))),
                        self.device)
         return self
+
+    def _fit_selected(self, cfg: TrainConfig, pair: DomainPair, encoders, progress: bool,
+                      on_step) -> DomainAdapter:
+        """Train every point of the sweep, score each with every validator and keep the model
+        of the point ``select`` chooses (see :mod:`boomda.tune`)."""
+        from boomda.select import score_model
+        from boomda.tune import (
+            apply_point,
+            check_points,
+            check_validator,
+            make_selection,
+            preset_points,
+            sweep_points,
+        )
+
+        if self.select is None:
+            raise ConfigError("sweep: needs select=VALIDATOR, the validator that chooses among "
+                              "its points (recommended: im)")
+        holdout = pair.source_holdout
+        check_validator(self.select, holdout is not None and len(holdout) >= 2)
+        points = (preset_points(cfg.method) if self.sweep is None
+                  else sweep_points(cfg.method, self.sweep))
+        labels = check_points(cfg, points, len(pair.modalities))
+        scores, target, best, best_score = [], [], None, None
+        for point in points:
+            given = encoders if encoders is None or callable(encoders) else copy.deepcopy(
+                dict(encoders))  # every point starts from the modules as given
+            one = DomainAdapter(apply_point(cfg, point)).fit(pair, encoders=given,
+                                                             progress=progress, on_step=on_step)
+            scores.append(score_model(one, pair))
+            # the target's labels, when it has them, serve this report only
+            target.append(one.evaluate(pair.target, "target")
+                          if pair.target.labels is not None else None)
+            value = scores[-1][self.select]
+            if math.isfinite(value) and (best_score is None or value > best_score):
+                best, best_score = one, value
+        self.selection = make_selection(self.select, points, labels, scores, target)
+        assert best is not None  # make_selection raised otherwise
+        self.net, self.method, self.history = best.net, best.method, best.history
+        self.metadata = best.metadata
+        self._fitted_config, self._device = best.config, best.device
+        return self
+
+    def score(self, pair: DomainPair, validator: str = "im") -> float:
+        """The label-free score of the trained model on ``pair`` by ``validator`` (higher is
+        better; :func:`boomda.select.score_model`, which never reads the target's labels)."""
+        from boomda.select import VALIDATORS, score_model
+
+        if validator not in VALIDATORS:
+            raise ConfigError(f"validator {validator!r}: choose from {', '.join(VALIDATORS)}")
+        self._require_fitted()
+        if not isinstance(pair, DomainPair):
+            raise DataError("score expects a DomainPair (see DomainPair.from_arrays)")
+        return score_model(self, pair)[validator]
 
     # ---------------------------------------------------------------- inference
     @property
@@ -275,7 +400,8 @@ class DomainAdapter:
         raw["betas"] = tuple(raw["betas"])
         raw["device"] = device
         adapter = cls(TrainConfig(**raw))
-        cfg = adapter.config
+        cfg = adapter._resolve_config()
+        adapter._fitted_config, adapter._device = cfg, resolve_device(cfg.device)
         dims = {m: payload["dims"][m] for m in payload["modalities"]}
         specs = json.loads(payload.get("encoders") or "{}")
         built = {m: build_backbone_encoder(spec) for m, spec in specs.items()}

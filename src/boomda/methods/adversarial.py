@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from boomda.config import TrainConfig
 from boomda.errors import ConfigError
-from boomda.methods.base import Method
+from boomda.methods.base import Method, weight_preset
 from boomda.nn.adversarial import GradientReversal
 from boomda.nn.net import MultimodalNet
 
@@ -36,6 +36,8 @@ class AdversarialMethod(Method):
     """Base of the methods that align the fused representation through gradient reversal."""
 
     Options = AdversarialOptions
+    #: the adversarial weight ``trade_off`` from 0.03 to 10, the default 1 first
+    preset = weight_preset("trade_off")
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)

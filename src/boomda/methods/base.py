@@ -147,6 +147,16 @@ def source_loss(out: NetOutput, n_source: int, labels: torch.Tensor,
     return information_bottleneck_loss(src.reps + [src.fused], src.logits, labels, config.beta)
 
 
+#: the number of points of every method's :attr:`Method.preset`
+PRESET_SIZE = 6
+
+
+def weight_preset(key: str, extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], ...]:
+    """The baselines' preset: ``key`` (an adaptation weight, default 1) at 1 (first), 0.03, 0.1,
+    0.3, 3 and 10, each with the settings ``extra``."""
+    return tuple({key: value, **(extra or {})} for value in (1.0, 0.03, 0.1, 0.3, 3.0, 10.0))
+
+
 @dataclass
 class NoOptions:
     """This method has no options of its own."""
@@ -162,6 +172,10 @@ class Method(nn.Module):
 
     name: str = ""
     Options: type = NoOptions
+    #: the points ``boomda run --select`` / ``DomainAdapter(select=...)`` tries by default: each
+    #: a mapping of method options or :class:`~boomda.config.TrainConfig` fields to values, the
+    #: shipped default first (the earlier point wins a tie); every method has :data:`PRESET_SIZE`
+    preset: tuple[dict[str, Any], ...] = ()
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__()

@@ -85,6 +85,13 @@ class BoomdaMethod(Method):
 
     name = "boomda"
     Options = BoomdaOptions
+    #: the alignment form and alpha_2 over three orders of magnitude, from the development
+    #: grids (docs/benchmarks.md, section 5): ``correlation`` was best at 10-100 and
+    #: ``relative`` at 3-10, while the covariance forms collapsed; the default first
+    preset = tuple({"ca_form": form, "alpha2": alpha2}
+                   for form, alpha2 in (("correlation", 100.0), ("correlation", 10.0),
+                                        ("correlation", 1000.0), ("relative", 1.0),
+                                        ("relative", 10.0), ("relative", 100.0)))
     use_ca = True
     use_pl = True
     fixed_solver: str | None = None
@@ -169,6 +176,11 @@ class DirectTransfer(BoomdaMethod):
     name = "dt"
     use_ca = False
     use_pl = False
+    #: no adaptation weight: what source-only training tunes, the learning rate and the
+    #: encoders' dropout (the default, lr 1e-3 and dropout 0.1, first)
+    preset = tuple({"lr": lr, "dropout": dropout}
+                   for lr, dropout in ((1e-3, 0.1), (3e-4, 0.1), (3e-3, 0.1), (1e-4, 0.1),
+                                       (1e-3, 0.0), (1e-3, 0.3)))
 
 
 class AlignOnly(BoomdaMethod):
@@ -183,6 +195,8 @@ class PseudoLabelOnly(BoomdaMethod):
 
     name = "pl"
     use_ca = False
+    #: the pseudo-label weight alpha_1 (default 0.5 first)
+    preset = tuple({"alpha1": alpha1} for alpha1 in (0.5, 0.03, 0.1, 0.2, 1.0, 3.0))
 
 
 class UniformBoomda(BoomdaMethod):

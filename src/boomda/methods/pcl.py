@@ -48,6 +48,11 @@ class PCLOptions(AdversarialOptions):
 class PCL(AdversarialMethod):
     name = "pcl"
     Options = PCLOptions
+    #: ``trade_off`` from 0.03 to 10 at the authors' contrastive weight, and a ten times larger
+    #: contrastive weight ``pcl_weight`` at the default ``trade_off``; the default first
+    preset = tuple({"trade_off": t, "pcl_weight": mu}
+                   for t, mu in ((1.0, 0.05), (0.03, 0.05), (0.3, 0.05), (3.0, 0.05),
+                                 (10.0, 0.05), (1.0, 0.5)))
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)
