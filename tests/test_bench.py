@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from boomda.bench import GridSpec, cell_status, run_grid
+from boomda.bench import GridSpec, cell_status, point_label, run_grid
 from boomda.errors import BoomdaError, ConfigError
 from boomda.methods import check_config
 
@@ -300,3 +300,24 @@ def test_the_last_progress_line_says_every_cell_is_done(tmp_path, capsys):
     assert any("running 1, left 1, failed 0" in u for u in updates)
     assert "2/2" in updates[-1] and "all done, failed 0" in updates[-1]
     assert "running" not in updates[-1]
+
+
+def test_a_preset_sweep_gives_every_method_its_own_points():
+    from boomda.methods import METHODS
+    from boomda.methods.boomda import BoomdaOptions
+
+    spec = GridSpec.from_dict(_spec(methods=["dt", "dann", "boomda"], sweep="preset", seeds=[0],
+                                    subsets=[["fou", "kar"]]))
+    spec.validate()
+    for method in ("dt", "dann", "boomda"):
+        cells = [c for c in spec.cells() if c.method == method]
+        assert len(cells) == 6  # every method: the same number of points
+        assert [c.point for c in cells] == [point_label(p) for p in METHODS[method].preset]
+    boomda_cells = [c for c in spec.cells() if c.method == "boomda"]
+    first = boomda_cells[0].config.train.options
+    assert (first["ca_form"], float(first["alpha2"])) == (BoomdaOptions().ca_form,
+                                                          BoomdaOptions().alpha2)
+    dann = [c.config.train.options.get("trade_off") for c in spec.cells() if c.method == "dann"]
+    assert sorted(map(float, dann)) == [0.03, 0.1, 0.3, 1.0, 3.0, 10.0] and dann[0] == 1
+    with pytest.raises(ConfigError, match="expected 'preset'"):
+        GridSpec.from_dict(_spec(sweep="presets")).validate()

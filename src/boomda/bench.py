@@ -71,6 +71,10 @@ if TYPE_CHECKING:
 
 
 
+#: ``sweep: preset`` in a grid file: every method's own preset sweep
+PRESET = "preset"
+
+
 @dataclass
 class GridSpec:
     """What a grid runs. ``base``: a run config (``data``/``train`` sections) shared by all cells;
@@ -87,6 +91,9 @@ class GridSpec:
     among which ``boomda bench --select`` chooses); or a list of such mappings of single
     values, one per point, when the options are not varied independently. ``sweep_methods``:
     the methods the sweep applies to (default: all); the others run once with the base settings.
+    ``sweep: preset``: every method's own preset (:attr:`boomda.methods.base.Method.preset`, the
+    points ``boomda run --select`` tries; the same number for every method), for a comparison in
+    which every method is tuned the same way.
     """
 
     name: str = "grid"
@@ -97,7 +104,7 @@ class GridSpec:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] | str | None = None
-    sweep: dict[str, list[Any]] | list[dict[str, Any]] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] | list[dict[str, Any]] | str = field(default_factory=dict)
     sweep_methods: list[str] | None = None
 
     @classmethod
@@ -126,6 +133,8 @@ class GridSpec:
         excluded = self.sweep_methods is not None and method not in self.sweep_methods
         if not self.sweep or excluded:
             return [{}]
+        if self.sweep == PRESET:
+            return [dict(point) for point in METHODS[method].preset] or [{}]
         if isinstance(self.sweep, list):
             return [dict(point) for point in self.sweep]
         keys = list(self.sweep)
@@ -161,7 +170,9 @@ class GridSpec:
         if self.tasks is not None and (not isinstance(self.tasks, Mapping) or not self.tasks):
             raise ConfigError(f"{where}.tasks: expected a non-empty mapping of task name -> "
                               f"data settings (or a tasks file)")
-        if isinstance(self.sweep, list):
+        if self.sweep == PRESET:
+            keys = {k for m in self.methods for point in self.points(m) for k in point}
+        elif isinstance(self.sweep, list):
             if not all(isinstance(point, Mapping) and point for point in self.sweep):
                 raise ConfigError(f"{where}.sweep: a list of points must hold non-empty "
                                   f"mappings of train option -> value")
@@ -170,7 +181,8 @@ class GridSpec:
                                                       for v in self.sweep.values()):
             keys = set(self.sweep)
         else:
-            raise ConfigError(f"{where}.sweep: expected a mapping of train option -> non-empty "
+            raise ConfigError(f"{where}.sweep: expected 'preset', a mapping of train option -> "
+                              f"non-empty "
                               f"list of values, or a list of points")
         swept = [m for m in self.methods
                  if self.sweep_methods is None or m in self.sweep_methods]
