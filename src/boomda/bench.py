@@ -60,7 +60,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from boomda import rundir
-from boomda.config import RunConfig, TrainConfig, check_keys, coerce, load_yaml_mapping
+from boomda.config import (
+    RunConfig,
+    TrainConfig,
+    check_keys,
+    coerce,
+    load_yaml,
+    load_yaml_mapping,
+)
 from boomda.errors import BoomdaError, ConfigError, TrainingError
 from boomda.lock import LOCK as LOCK  # the grid folder's lock file
 from boomda.lock import FolderLocked, folder_lock
@@ -155,6 +162,16 @@ class GridSpec:
         return RunConfig.from_dict(self.base, where="grid.base")
 
     def validate(self, where: str = "grid") -> None:
+        """Check the whole grid before any cell runs: its name, the lists it must hold, every
+        modality against the data's, every method, override and swept option, and each
+        cell's train settings; :class:`ConfigError` naming the first bad key."""
+        _check_folder_name(self.name, f"{where}.name")
+        if not isinstance(self.methods, list) or not self.methods:
+            raise ConfigError(f"{where}.methods: empty; name at least one method of "
+                              f"{', '.join(METHODS)}")
+        if isinstance(self.subsets, list) and not self.subsets:
+            raise ConfigError(f"{where}.subsets: empty; give 'all' or a list of modality "
+                              f"subsets, e.g. [fou+kar]")
         base = self.base_config()
         for m in self.methods:
             if m not in METHODS:
@@ -191,10 +208,27 @@ class GridSpec:
                     _is_train_field(key) or any(key in _method_option_names(m) for m in swept)):
                 raise ConfigError(f"{where}.sweep: {key!r} is neither a train option that can "
                                   f"be swept nor an option of the methods it applies to")
+        self._check_modalities(base, where)
+        if (not base.data.modalities and self.modalities is None and self.subsets == "all"
+                and not self.tasks):
+            raise ConfigError(f"{where}: give modalities (or base.data.modalities)")
         for cell in self.cells():
             check_config(cell.config.train, n_modalities=len(cell.modalities))
-        if not base.data.modalities and self.modalities is None:
-            raise ConfigError(f"{where}: give modalities (or base.data.modalities)")
+
+    def _check_modalities(self, base: RunConfig, where: str) -> None:
+        """Every modality the grid names is one of its data's: the ``modalities`` and
+        ``subsets`` against the base's data, each task's against the task's."""
+        if self.tasks:
+            for task, data in self.task_list():
+                config = self._task_config(task, data)
+                _check_available(config.data.modalities, config,
+                                 f"{where}.tasks.{task}.modalities")
+            return
+        if self.modalities:
+            _check_available(self.modalities, base, f"{where}.modalities")
+        if self.subsets != "all":
+            for subset in self.subset_list():
+                _check_available(subset, base, f"{where}.subsets")
 
     def pool(self) -> list[str]:
         base = self.base_config()
@@ -282,6 +316,51 @@ class GridSpec:
         config.name = cid
         config.tags = {k: v for k, v in (("task", task), ("point", label)) if v}
         return Cell(cid, method, subset, seed, config, task, label)
+
+
+def _check_folder_name(name: Any, where: str) -> None:
+    """``name`` is one plain folder name: a non-empty string of at most 255 bytes, without a
+    path separator, and neither ``.`` nor ``..``."""
+    if (not isinstance(name, str) or not name or name in (".", "..")
+            or any(c in name for c in "/\\\0")):
+        raise ConfigError(f"{where} {name!r}: one plain folder name (the grid's folder under "
+                          f"bench/), not empty, without '/', '\\' or '..'")
+    if len(name.encode()) > 255:
+        raise ConfigError(f"{where}: {len(name.encode())} bytes; a folder name holds at most "
+                          f"255")
+
+
+def _available_modalities(config: RunConfig) -> tuple[list[str], str] | None:
+    """The modalities ``config``'s data offer and a phrase that names them; None when they are
+    known only once the data are read (a data file that does not exist yet is reported by the
+    run)."""
+    from boomda.data import files, htad, mfeat
+
+    if config.raw is not None:
+        return list(config.raw.modalities), "raw.modalities are"
+    if config.data.is_pair:
+        return (files.modality_names(config.data.source, "data.source"),
+                f"the source {config.data.source} holds")
+    if config.data.dataset == "mfeat":
+        return list(mfeat.VIEWS), "the embedded data's views are"
+    if config.data.dataset == "htad":
+        return list(htad.VIEWS.values()), "htad's views are"
+    if Path(config.data.dataset).is_file():
+        return (files.modality_names(config.data.dataset, "data.dataset"),
+                f"{config.data.dataset} holds")
+    return None
+
+
+def _check_available(names: Any, config: RunConfig, where: str) -> None:
+    """Each of ``names`` is a modality of ``config``'s data; ConfigError naming ``where``."""
+    available = _available_modalities(config)
+    if available is None:
+        return
+    known, phrase = available
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{where}: unknown modality {name!r} ({'+'.join(map(str, names))}); "
+                              f"{phrase} {', '.join(known)}")
 
 
 def _is_train_field(key: str) -> bool:
@@ -546,7 +625,7 @@ def prepare_folder(spec: GridSpec, folder: Path) -> None:
     grid_file = folder / "grid.yaml"
     wanted = spec.to_dict()
     if grid_file.exists():
-        existing = yaml.safe_load(grid_file.read_text()) or {}
+        existing = load_yaml(grid_file) or {}
         if _settings(existing) != _settings(wanted):
             raise BoomdaError(
                 f"{grid_file}: this folder holds a different grid; use another --out folder "

@@ -291,6 +291,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         config.data.holdout = args.holdout
     if args.split_seed is not None:
         config.data.split_seed = args.split_seed
+        config.data.validate()
     for item in args.shift:
         modality, spec = _key_value(item, "--shift", "MODALITY=SPEC, e.g. fou=noise:snr=1")
         if config.data.modalities and modality not in config.data.modalities:
@@ -742,6 +743,9 @@ def _raw_inputs(adapter, manifest: str, progress: bool):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; every error ends in one line on stderr and exit code 2
     (``BOOMDA_TRACEBACK=1`` shows the traceback of an unexpected one)."""
+    for stream in (sys.stdout, sys.stderr):  # never fail on a character after the work is done
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

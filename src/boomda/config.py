@@ -12,6 +12,7 @@ default budget here is fixed and the last model is evaluated. Boomda's own hyper
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import typing
@@ -51,6 +52,14 @@ def train_options() -> list[tuple[str, type, str, Any]]:
     word, in field order: the command line's training options are exactly these."""
     return field_options(TrainConfig)
 
+
+#: the largest seed of training and of the split (both seeds lie in 0 .. SEED_MAX: numpy's
+#: legacy seeding takes 32 bits, torch's up to 64)
+SEED_MAX = 2**32 - 1
+
+#: the most nodes (scalars, lists, mappings) a YAML file the project reads may hold once its
+#: aliases are expanded; the shipped configs hold a few hundred at most, an alias bomb billions
+MAX_YAML_NODES = 100_000
 
 #: the optimisers and learning-rate schedules ``TrainConfig`` offers
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -104,6 +113,7 @@ class TrainConfig:
             _check(not any(isinstance(v, float) and not math.isfinite(v) for v in numbers),
                    f.name, "must be a finite number", value)
         _check(self.epochs >= 1, "epochs", "must be at least 1", self.epochs)
+        _check(0 <= self.seed <= SEED_MAX, "seed", f"must lie in 0 .. {SEED_MAX}", self.seed)
         _check(self.batch_size >= 2, "batch_size",
                "must be at least 2 (a covariance needs 2 samples)", self.batch_size)
         _check(self.lr > 0, "lr", "must be positive", self.lr)
@@ -154,6 +164,12 @@ class DataConfig:
     def is_pair(self) -> bool:
         """Whether the data are a real pair of domains (``source`` and ``target`` files)."""
         return self.source is not None
+
+    def validate(self, where: str = "data") -> None:
+        """Raise :class:`ConfigError` naming the first bad option (the split's seed range)."""
+        if self.split_seed is not None:
+            _check(0 <= self.split_seed <= SEED_MAX, f"{where}.split_seed",
+                   f"must lie in 0 .. {SEED_MAX}", self.split_seed)
 
 
 @dataclass
@@ -369,6 +385,7 @@ class RunConfig:
     def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> RunConfig:
         check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
+        data.validate(f"{where}.data")
         given = raw.get("data") or {}
         if (data.source is None) != (data.target is None):
             lacking = "target" if data.target is None else "source"
@@ -418,7 +435,7 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The top-level mapping of a YAML file (empty for an empty file); ConfigError otherwise."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -428,6 +445,76 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return dict(raw)
+
+
+def read_utf8(path: str | Path, error: type[Exception] = ConfigError) -> str:
+    """The text of the UTF-8 file ``path`` (a leading byte-order mark dropped); ``error``
+    naming the file and the first bad byte when it is not UTF-8."""
+    data = Path(path).read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        raise error(f"{path}: not UTF-8 text (byte 0x{data[offset]:02x} at offset "
+                    f"{offset})") from None
+
+
+def load_yaml(path: str | Path, error: type[Exception] = ConfigError) -> Any:
+    """The YAML document in the file ``path``, read by :class:`BoundedLoader`: ``error`` naming
+    the file when it is not UTF-8, holds more than :data:`MAX_YAML_NODES` nodes once its aliases
+    are expanded, or an alias inside the node it names; ``yaml.YAMLError`` for bad syntax."""
+    text = read_utf8(path, error)
+    try:
+        return yaml.load(text, Loader=BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Refused as exc:
+        raise error(f"{path}: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply (a config holds a few levels; refused)") \
+            from None
+
+
+class _Refused(Exception):
+    """A YAML document that :class:`BoundedLoader` does not build."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """yaml's safe loader that refuses, once a document is composed and before any value is
+    built, a document of more than :data:`MAX_YAML_NODES` nodes with its aliases expanded (an
+    alias bomb: a few lines that expand to billions of nodes) and an alias inside the node it
+    names (a value that contains itself). Counting visits each composed node once."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """The number of nodes under ``node`` (itself included) with aliases expanded; ``sizes``
+    memoises the nodes counted, ``open_`` holds those being counted."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise _Refused("a YAML alias refers to itself (it lies inside the node it names; "
+                       "refused)")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    else:
+        children = []
+    size = 1
+    for child in children:
+        size += _expanded_size(child, sizes, open_)
+        if size > MAX_YAML_NODES:
+            raise _Refused(f"more than {MAX_YAML_NODES} YAML nodes after expanding aliases (a "
+                           f"config holds far fewer; refused)")
+    open_.discard(key)
+    sizes[key] = size
+    return size
 
 
 def _check(ok: bool, name: str, message: str, value: Any) -> None:

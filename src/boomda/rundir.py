@@ -96,9 +96,11 @@ def read_yaml_mapping(path: str | Path) -> dict:
     :class:`BoomdaError` if the file cannot be read or holds something else."""
     import yaml
 
+    from boomda.config import load_yaml
+
     path = Path(path)
     try:
-        value = yaml.safe_load(path.read_text())
+        value = load_yaml(path, BoomdaError)
     except (OSError, yaml.YAMLError) as exc:
         raise BoomdaError(f"{path}: cannot read as YAML ({exc})") from None
     if not isinstance(value, dict):

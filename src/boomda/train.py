@@ -15,7 +15,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,23 @@ class StepLog:
         return d
 
 
+def nonfinite_message(terms: Mapping[str, torch.Tensor], weights: Mapping[str, Any]) -> str:
+    """What made the weighted loss ``sum_k weights[k] * terms[k]`` non-finite: the non-finite
+    terms with their weights; else every term with its weight, and whether a weighted term or
+    only their sum is not finite."""
+    if not terms:
+        return "the method gave no loss terms"
+    values = {k: float(t.detach()) for k, t in terms.items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        return "non-finite terms: " + ", ".join(f"{k}={values[k]:g} (weight "
+                                                f"{float(weights[k]):g})" for k in bad)
+    listed = ", ".join(f"{k}={values[k]:g} x weight {float(weights[k]):g}" for k in terms)
+    if all(torch.isfinite(torch.as_tensor(weights[k] * terms[k])) for k in terms):
+        return f"every weighted term finite, the weighted sum overflowed: {listed}"
+    return f"every term finite, a weighted term not: {listed}"
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
@@ -202,9 +219,9 @@ class Trainer:
                 out = self.model(Batch(xs, ys), Batch(xt), step / max(1, total - 1))
                 loss = out.total()
                 if not torch.isfinite(loss):
-                    bad = [k for k, t in out.terms.items() if not torch.isfinite(t)]
                     raise TrainingError(
-                        f"step {step}: the loss became non-finite (terms {bad}); lower the "
+                        f"step {step}: the loss became non-finite "
+                        f"({nonfinite_message(out.terms, out.weights)}); lower the "
                         f"learning rate (lr={cfg.lr}) or check the input scale"
                     )
                 self.optimizer.zero_grad(set_to_none=True)

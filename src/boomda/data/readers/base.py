@@ -132,8 +132,9 @@ class Problems:
 
     def report(self, item_id: str, message: str, reason: str = MISSING_FILE) -> None:
         if not self.skip:
-            raise DataError(f"{message} (utterance {item_id}; pass skip_missing=True to skip "
-                            "such utterances)")
+            raise DataError(f"{message} (utterance {item_id}; to skip such utterances set "
+                            f"raw.skip_missing: true in the run's config, or remove them from the "
+                            f"{self.name} corpus)")
         self._skip(item_id, message, reason)
 
     def collect(self, item_id: str, message: str, reason: str) -> None:
@@ -154,7 +155,7 @@ class Problems:
             what = "utterance ends" if n == 1 else "utterances end"
             raise DataError(f"{self.name}: {n} {what} after the video that should show "
                             f"{'it' if n == 1 else 'them'} "
-                            f"({shown}{more}); pass skip_missing=True (raw.skip_missing: true) "
+                            f"({shown}{more}); set raw.skip_missing: true in the run's config "
                             f"to skip such utterances before the split")
 
 

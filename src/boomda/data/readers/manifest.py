@@ -4,12 +4,14 @@ the input of ``boomda predict``."""
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from boomda.config import read_utf8
 from boomda.data.readers.base import (
     BAD_TIMES,
     MODALITIES,
@@ -52,11 +54,10 @@ def read_manifest(
     mods = check_modalities(modalities)
     if not csv_path.is_file():
         raise DataError(f"manifest not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [c.strip() for c in reader.fieldnames or []]
-        reader.fieldnames = header
-        rows = list(enumerate(reader, start=2))
+    reader = csv.DictReader(io.StringIO(read_utf8(csv_path, DataError), newline=""))
+    header = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = header
+    rows = list(enumerate(reader, start=2))
     unknown = [c for c in header if c not in MANIFEST_COLUMNS]
     if unknown:
         raise DataError(f"{csv_path}: unknown column {unknown[0]!r}; columns are "
@@ -103,7 +104,8 @@ def read_manifest(
             path = Path(cell) if Path(cell).is_absolute() else base / cell
             exists = path.is_file() or (mod == "video" and path.is_dir())
             if not exists:
-                missing = f"missing {mod} file {path}"
+                missing = (f"the {mod} path {path} is a folder, not a file" if path.is_dir()
+                           else f"missing {mod} file {path}")
                 break
             paths[mod] = path
         if missing:
