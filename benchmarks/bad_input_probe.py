@@ -40,7 +40,9 @@ def _extra_files(folder: Path) -> list[tuple[list[str], str]]:
     np.savez("t_lacks.npz", a=a)
     np.savez("t_width.npz", a=a[:, :2], b=b)
     np.savez("t_disjoint.npz", c=a)
-    np.savez("t_nan.npz", a=np.where(rng.random(a.shape) < 0.01, np.nan, a), b=b)
+    with_nan = a.copy()
+    with_nan[3, 1] = np.nan
+    np.savez("t_nan.npz", a=with_nan, b=b)
     np.savez("t_inf.npz", a=a, b=np.full_like(b, np.inf))
     np.savez("t_class.npz", a=a, b=b, labels=np.array(["x", "z"])[np.arange(40) % 2])
     np.savez("s_2d_labels.npz", a=a, b=b, labels=(np.arange(40) % 2)[:, None])
@@ -66,13 +68,12 @@ def _extra_files(folder: Path) -> list[tuple[list[str], str]]:
     Path("pair_and_dataset.yaml").write_text("data: {dataset: mfeat, source: s.npz, "
                                              "target: t.npz}\n")
     Path("pair_half.yaml").write_text("data: {source: s.npz}\n")
-    Path("taken").mkdir()
-    Path("taken/.git").mkdir()
-    Path("taken/.env").write_text("SECRET=1\n")
-    Path("handwritten").mkdir()
-    Path("handwritten/config.yaml").write_text("data: {dataset: mfeat}\n")
+    Path("runs/taken/.git").mkdir(parents=True)
+    Path("runs/taken/.env").write_text("SECRET=1\n")
+    Path("runs/handwritten").mkdir()
+    Path("runs/handwritten/config.yaml").write_text("data: {dataset: mfeat}\n")
     Path("elsewhere").mkdir()
-    Path("linked").symlink_to("elsewhere")
+    Path("runs/linked").symlink_to(Path("elsewhere").resolve())
     Path("manifest_latin1.csv").write_bytes("id,label,audio\nu1,caf\xe9,a.wav\n".encode("latin-1"))
     pair = ["run", "--no-progress", "--epochs", "1", "--batch-size", "8", "--source", "s.npz"]
     small = ["run", "--no-progress", "--epochs", "1", "--dataset", "d.npz"]
@@ -102,7 +103,7 @@ def _extra_files(folder: Path) -> list[tuple[list[str], str]]:
         (["run", "--config", "pair_half.yaml"], "'target' is missing"),
         ([*small, "--lr", "inf"], "must be a finite number"),
         ([*small, "--lr", "nan"], "must be a finite number"),
-        ([*small, "--lr", "1e30"], "learning rate"),
+        ([*small, "--lr", "1e30"], "diverged"),
         ([*small, "--alpha2", "inf"], "not a finite number"),
         (["run", "--config", "nan_lr.yaml"], "not a finite number"),
         (["run", "--config", "inf_epochs.yaml"], "cannot read inf as int"),

@@ -326,3 +326,12 @@ def test_a_grid_with_a_two_file_task(files):
     unscored = json.loads((files / "g/runs/boomda__mine-unlabelled__seed0/results.json")
                           .read_text())
     assert unscored["target"] is None
+
+
+def test_a_single_array_file_is_not_a_pair_file(files, capsys):
+    np.save("single.npy", np.zeros((48, 6)))
+    Path("single.npy").rename("single.npz")
+    code, _, err = _call(["run", "--source", "source.npz", "--target", "single.npz",
+                          "--no-progress"], capsys)
+    assert code == 2 and err.strip() == ("boomda: error: single.npz: holds one array, not a .npz "
+                                         "archive of named arrays (save one with np.savez)")

@@ -38,10 +38,11 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: no such file" + ("" if path.suffix == ".npz" else
                                                     " (expected a .npz file of arrays)"))
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise DataError(f"{path}: holds one array, not a .npz archive of named arrays "
-                                f"(save one with np.savez)")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: holds one array, not a .npz archive of named arrays "
+                            f"(save one with np.savez)")
+        with npz:
             return {k: npz[k] for k in npz.files}
     except DataError:
         raise
@@ -64,8 +65,14 @@ def modality_names(path: str | Path, what: str) -> list[str]:
         return list(VIEWS)
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise DataError(f"{what}: {path} holds one array, not a .npz archive of named "
+                            f"arrays (save one with np.savez)")
+        with npz:
             return [k for k in npz.files if k != LABELS]
+    except DataError:
+        raise
     except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
         raise DataError(f"{what}: cannot read {path} as a .npz archive of arrays "
                         f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
