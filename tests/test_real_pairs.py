@@ -335,3 +335,13 @@ def test_a_single_array_file_is_not_a_pair_file(files, capsys):
                           "--no-progress"], capsys)
     assert code == 2 and err.strip() == ("boomda: error: single.npz: holds one array, not a .npz "
                                          "archive of named arrays (save one with np.savez)")
+
+
+def test_a_file_of_python_objects_is_refused_without_unpickling(files, capsys):
+    np.savez("objects.npz", audio=np.array([{"x": 1}, None], dtype=object),
+             video=np.zeros((2, 5)), labels=np.array(["a", "b"]))
+    code, _, err = _call(["run", "--source", "objects.npz", "--target", "target.npz",
+                          "--no-progress"], capsys)
+    assert code == 2 and err.strip() == (
+        "boomda: error: objects.npz: holds Python objects (pickled arrays); save plain numeric "
+        "arrays, and labels as strings or integers")

@@ -343,15 +343,7 @@ def _run(args: argparse.Namespace) -> int:
             _check_parallel(build_config(args), args.nproc)  # bad options fail here, once
         return _launch_torchrun(args.nproc, args.argv)
     if args.resume is not None:
-        given = [flag for flag, value in vars(args).items()
-                 if flag not in ("command", "resume", "no_progress", "shift", "option", "nproc",
-                                 "threads", "argv", "sweep")
-                 and value not in (None, False)] + [f for f in ("shift", "option")
-                                                    if getattr(args, f)]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
-                              f"apply")
+        _only_resume_options(args, ("nproc", "sweep"))
         _set_threads(args.threads, _resumed_is_raw(args.resume))
         progress = _progress(args) and distributed.is_writer()
         try:
@@ -375,21 +367,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _only_resume_options(args: argparse.Namespace, allowed: tuple[str, ...]) -> None:
+    """Refuse, with ``--resume``, every option but ``--threads``, ``--no-progress`` and
+    ``allowed``: a resumed run keeps its own settings."""
+    keep = ("command", "resume", "no_progress", "threads", "argv", *allowed)
+    lists = ("shift", "option", "sweep")
+    given = [flag for flag, value in vars(args).items()
+             if flag not in keep and flag not in lists and value not in (None, False)]
+    given += [flag for flag in lists if flag not in allowed and getattr(args, flag, None)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
+                          f"apply")
+
+
 def _run_tuned(args: argparse.Namespace) -> int:
     """``boomda run --select VALIDATOR`` (or ``--resume`` of such a run)."""
     from boomda.tune import Selection, parse_sweep, resume_tuned, run_tuned
 
     workers = 1 if args.workers is None else args.workers
     if args.resume is not None:
-        given = [flag for flag, value in vars(args).items()
-                 if flag not in ("command", "resume", "no_progress", "shift", "option", "sweep",
-                                 "threads", "argv", "workers")
-                 and value not in (None, False)] + [f for f in ("shift", "option", "sweep")
-                                                    if getattr(args, f)]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ConfigError(f"--resume continues a run with its own settings; {flag} does not "
-                              f"apply")
+        _only_resume_options(args, ("workers",))
         _set_threads(args.threads, _resumed_is_raw(args.resume))
         result = resume_tuned(args.resume, workers=workers, threads=args.threads,
                               progress=_progress(args))

@@ -33,50 +33,48 @@ MIN_SAMPLES = 4
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` file, unchecked; DataError when it cannot be read."""
+    with _open_npz(path) as npz:
+        try:
+            return {k: npz[k] for k in npz.files}
+        except ValueError:  # numpy reads an object array only with pickles allowed
+            raise DataError(f"{path}: holds Python objects (pickled arrays); save plain numeric "
+                            f"arrays, and labels as strings or integers") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") \
+                from None
+
+
+def modality_names(path: str | Path, what: str) -> list[str]:
+    """The modality arrays a data file holds (every array but ``labels``), read without loading
+    them; DataError naming ``what`` when the file cannot be read."""
+    if is_heart_domain(path):
+        from boomda.data.heart import VIEWS
+
+        return list(VIEWS)
+    try:
+        with _open_npz(path) as npz:
+            return [k for k in npz.files if k != LABELS]
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from None
+
+
+def _open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
+    """``path`` opened as a ``.npz`` archive (no pickles); DataError saying why it cannot be."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" + ("" if path.suffix == ".npz" else
                                                     " (expected a .npz file of arrays)"))
     try:
         npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: holds one array, not a .npz archive of named arrays "
-                            f"(save one with np.savez)")
-        with npz:
-            return {k: npz[k] for k in npz.files}
-    except DataError:
-        raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) and zipfile.is_zipfile(path):
-            raise DataError(f"{path}: holds Python objects (pickled arrays); save plain numeric "
-                            f"arrays, and labels as strings or integers") from None
+    except ValueError:
         raise DataError(f"{path}: not a .npz archive of arrays (save one with np.savez)") \
             from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
-
-
-def modality_names(path: str | Path, what: str) -> list[str]:
-    """The modality arrays a data file holds (every array but ``labels``), read without loading
-    them; ConfigError-like DataError naming ``what`` when the file cannot be read."""
-    if is_heart_domain(path):
-        from boomda.data.heart import VIEWS
-
-        return list(VIEWS)
-    path = Path(path)
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise DataError(f"{what}: {path} holds one array, not a .npz archive of named "
-                            f"arrays (save one with np.savez)")
-        with npz:
-            return [k for k in npz.files if k != LABELS]
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what}: cannot read {path} as a .npz archive of arrays "
-                        f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})"
-                        ) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: holds one array, not a .npz archive of named arrays (save one "
+                        f"with np.savez)")
+    return npz
 
 
 def load_dataset(dataset: str, labels_required: bool = True) -> MultimodalData:

@@ -71,18 +71,13 @@ class RowDropout(nn.Dropout):
         return x * distributed.draw_rows(mask, x.shape[0])
 
 
-class MLPEncoder(nn.Module):
-    """Feature-vector encoder: standardise, ``Linear -> ReLU -> Dropout -> Linear`` to d dims."""
+class StandardizedEncoder(nn.Module):
+    """A feature-vector encoder that standardises its input with source statistics
+    (:class:`Standardizer`), then maps it to ``out_dim`` dims (:meth:`encode`)."""
 
-    def __init__(self, n_features: int, dim: int = 256, hidden: int = 512, dropout: float = 0.1):
+    def __init__(self, n_features: int, dim: int) -> None:
         super().__init__()
         self.standardize = Standardizer(n_features)
-        self.net = nn.Sequential(
-            nn.Linear(n_features, hidden),
-            nn.ReLU(),
-            RowDropout(dropout),
-            nn.Linear(hidden, dim),
-        )
         self.n_features = n_features
         self.out_dim = dim
 
@@ -93,11 +88,31 @@ class MLPEncoder(nn.Module):
     def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
         return self.standardize.perturb(x, noise, fraction)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised (B, n_features) -> (B, out_dim)."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.standardize(x))
+        return self.encode(self.standardize(x))
 
 
-class ModuleEncoder(nn.Module):
+class MLPEncoder(StandardizedEncoder):
+    """Feature-vector encoder: standardise, ``Linear -> ReLU -> Dropout -> Linear`` to d dims."""
+
+    def __init__(self, n_features: int, dim: int = 256, hidden: int = 512, dropout: float = 0.1):
+        super().__init__(n_features, dim)
+        self.net = nn.Sequential(
+            nn.Linear(n_features, hidden),
+            nn.ReLU(),
+            RowDropout(dropout),
+            nn.Linear(hidden, dim),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ModuleEncoder(StandardizedEncoder):
     """A user's module as a feature-vector encoder: standardise (source statistics, as
     :class:`MLPEncoder` does), then ``module``, which maps (B, n_features) to (B, dim).
 
@@ -107,21 +122,11 @@ class ModuleEncoder(nn.Module):
     """
 
     def __init__(self, module: nn.Module, n_features: int, dim: int) -> None:
-        super().__init__()
-        self.standardize = Standardizer(n_features)
+        super().__init__(n_features, dim)
         self.module = module
-        self.n_features = n_features
-        self.out_dim = dim
 
-    @torch.no_grad()
-    def fit_standardization(self, x: torch.Tensor) -> None:
-        self.standardize.fit(x)
-
-    def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor:
-        return self.standardize.perturb(x, noise, fraction)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(self.standardize(x))
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
 
     def describe(self) -> str:
         """The module's class, as ``module.qualname`` (recorded in checkpoints)."""
