@@ -240,7 +240,7 @@ def test_sweep_and_task_errors():
     with pytest.raises(ConfigError, match="sweep: 'seed' is neither a train option that can be "
                                           "swept nor an option of the methods it applies to"):
         GridSpec.from_dict(_spec(sweep={"seed": [1, 2]}))
-    with pytest.raises(ConfigError, match="sweep: expected a mapping"):
+    with pytest.raises(ConfigError, match="sweep: expected 'preset', a mapping"):
         GridSpec.from_dict(_spec(sweep={"alpha2": []}))
     with pytest.raises(ConfigError, match="unknown ca_form 'frob'"):
         GridSpec.from_dict(_spec(sweep={"ca_form": ["frob"]}))

@@ -323,16 +323,18 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         adapter.metadata["raw"] = dataclasses.asdict(config.raw)
     adapter.save(folder / rundir.MODEL)
     # the per-modality shift of the pair and of the learned representations (no labels); a
-    # diagnostic: when it cannot be computed, the run says why and still finishes
+    # diagnostic: when it cannot be computed, the run says why and still finishes (a failed
+    # write, such as a full disk, stops the run like any other)
     from boomda.diagnose import diagnose
 
     try:
-        diagnose(pair.source, pair.target, adapter, seed=split_seed(config)).write_json(
-            folder / rundir.DIAGNOSIS)
+        diagnosis = diagnose(pair.source, pair.target, adapter, seed=split_seed(config))
     except BoomdaError as error:
         import warnings
 
         warnings.warn(f"{folder}: no {rundir.DIAGNOSIS} ({error})", stacklevel=2)
+    else:
+        diagnosis.write_json(folder / rundir.DIAGNOSIS)
     os.replace(partial, folder / rundir.METRICS)
     results.wall_seconds = time.perf_counter() - wall_start
     results.write(folder)
