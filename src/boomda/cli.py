@@ -460,7 +460,8 @@ def _check_parallel(config: RunConfig, nproc: int) -> None:
         raise ConfigError(f"--nproc {nproc}: batch_size {config.train.batch_size} is not "
                           f"divisible by {nproc} (each process takes an equal share of the "
                           f"global batch)")
-    distributed.check_supported(METHODS[config.train.method], options)
+    distributed.check_supported(METHODS[config.train.method], options,
+                                config.train.select_epoch)
     device = resolve_device(config.train.device)  # CUDA asked for and absent: an error here
     gpus = torch.cuda.device_count()
     if device.type == "cuda" and gpus < nproc:

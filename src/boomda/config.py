@@ -65,6 +65,9 @@ MAX_YAML_NODES = 100_000
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "inverse")
 PRECISIONS = ("fp32", "bf16")
+#: ``TrainConfig.select_epoch``: none (the last epoch's model) or a label-free validator scored
+#: on the target at each epoch's end
+EPOCH_VALIDATORS = ("none", "im")
 
 
 @dataclass
@@ -101,6 +104,9 @@ class TrainConfig:
     device: str = _option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _option("fp32", "fp32, or bf16: the network's forward pass autocast to "
                                      "bfloat16, the alignment, Q and the IB term in fp32")
+    select_epoch: str = _option(
+        "none", "keep the model of the epoch whose IM score on the unlabelled target is best "
+                "(im), instead of the last epoch's (none); measured in docs/benchmarks.md")
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -135,6 +141,8 @@ class TrainConfig:
                f"{', '.join(PRECISIONS)}", self.precision)
         _check(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
                "must be auto, cpu or cuda[:N]", self.device)
+        _check(self.select_epoch in EPOCH_VALIDATORS, "select_epoch",
+               f"must be one of {', '.join(EPOCH_VALIDATORS)}", self.select_epoch)
 
 
 @dataclass

@@ -84,10 +84,15 @@ def setup(device: str) -> str:
     return device
 
 
-def check_supported(method: type | object, options: object) -> None:
+def check_supported(method: type | object, options: object, select_epoch: str = "none") -> None:
     """Raise :class:`ConfigError` when ``method`` (a Method class or instance) with ``options``
     cannot train data-parallel: a balancing on per-parameter gradients (``mgda_params``), whose
-    Q would need every objective's parameter gradient gathered over the ranks."""
+    Q would need every objective's parameter gradient gathered over the ranks; or an epoch
+    chosen by a label-free score (``select_epoch``), which scores the whole target in one
+    process."""
+    if select_epoch != "none":
+        raise ConfigError(f"select_epoch {select_epoch} is not supported in data-parallel "
+                          f"training; train in one process, or without it")
     if getattr(options, "gamma_solver", None) == "mgda_params" and getattr(method, "use_ca",
                                                                            False):
         raise ConfigError("gamma_solver mgda_params is not supported in data-parallel training "

@@ -70,6 +70,7 @@ class DomainAdapter:
         self.net: MultimodalNet | None = None
         self.method = None
         self.history: list[StepLog] = []
+        self.selected_epoch: int | None = None
         #: JSON-able facts saved with the model (class names, how raw inputs are prepared)
         self.metadata: dict = {}
         #: the points tried and the one chosen, after a fit with ``select``
@@ -190,6 +191,8 @@ class DomainAdapter:
         self.history = trainer.fit(pair, on_step=on_step, progress=progress,
                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                                    resume=resume)
+        #: the epoch whose model was kept when ``select_epoch`` chose one (None: the last)
+        self.selected_epoch = trainer.best_epoch.get("epoch")
         # finite parameters can still give non-finite outputs (a diverged model's activations
         # overflow): such a model is an error, not a result
         predict_logits(self.net, pair.source.subset(np.arange(min(256, len(pair.source)))),

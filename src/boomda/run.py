@@ -318,6 +318,7 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
         train_seconds=train_seconds,
         seconds_per_step=train_seconds / max(1, len(adapter.history)),
         classes=list(pair.classes),
+        selected_epoch=adapter.selected_epoch,
     )
     if config.raw is not None:
         adapter.metadata["raw"] = dataclasses.asdict(config.raw)

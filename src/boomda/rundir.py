@@ -336,6 +336,8 @@ class RunResults:
     seconds_per_step: float
     wall_seconds: float = 0.0
     classes: list[str] | None = None
+    #: the epoch whose model was kept (``select_epoch``); None: the last epoch's
+    selected_epoch: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     #: the tags a grid gives its cells (see :attr:`tags`)

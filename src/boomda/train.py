@@ -202,6 +202,8 @@ class Trainer:
         net.fit_standardization(source.x)
         history: list[StepLog] = []
         first = 0
+        #: the best epoch so far by the label-free score (``select_epoch``)
+        self.best_epoch: dict[str, Any] = {}
         if resume is not None:
             first, history = self._restore(resume, rng, source, target, total)
         self.method.train()
@@ -242,6 +244,8 @@ class Trainer:
                     if step % 10 == 0:
                         bar.set_postfix(loss=f"{log.loss:.3f}")
                 epoch_done = (step + 1) % steps_per_epoch == 0
+                if epoch_done and cfg.select_epoch != "none":
+                    self._score_epoch((step + 1) // steps_per_epoch, pair)
                 if (checkpoint is not None and checkpoint_every > 0 and epoch_done
                         and (step + 1 == total
                              or ((step + 1) // steps_per_epoch) % checkpoint_every == 0)):
@@ -251,8 +255,25 @@ class Trainer:
             if bar is not None:
                 bar.close()
         self._check_finite(total)
+        if self.best_epoch:  # the model of the epoch the label-free score picked
+            self.method.load_state_dict(self.best_epoch["model"], strict=False)
         self.method.eval()
         return history
+
+    def _score_epoch(self, epoch: int, pair: DomainPair) -> None:
+        """Score the model with IM on the unlabelled target (``select_epoch``); keep a copy of
+        it when the score beats every earlier epoch's (the earlier epoch wins a tie; a
+        non-finite score never wins)."""
+        from boomda.evaluate import predict_logits
+        from boomda.select import information_maximization, softmax
+
+        score = information_maximization(softmax(predict_logits(self.method.net, pair.target,
+                                                                self.device)))
+        if math.isfinite(score) and score > self.best_epoch.get("score", -math.inf):
+            self.best_epoch = {
+                "epoch": epoch, "score": score,
+                "model": {k: v.detach().cpu().clone()
+                          for k, v in stored_state(self.method).items()}}
 
     def _check_finite(self, steps: int) -> None:
         """Raise :class:`TrainingError` if a parameter holds a non-finite value after ``steps``
@@ -296,6 +317,7 @@ class Trainer:
             },
             "samplers": {"source": source.state(), "target": target.state()},
             "history": json.dumps([dataclasses.asdict(log) for log in history]),
+            "best_epoch": dict(self.best_epoch),
         }
 
     def _restore(self, state: dict[str, Any], rng: np.random.Generator, source: _Sampler,
@@ -343,6 +365,7 @@ class Trainer:
         if len(history) != int(state["step"]):
             raise TrainingError(f"the checkpoint holds the logs of {len(history)} steps but "
                                 f"says it stopped after {int(state['step'])}")
+        self.best_epoch = dict(state.get("best_epoch") or {})
         names = self.method.net.modalities + ["fused"]
         for log in history:  # a checkpoint written before steps named their gamma
             if log.gamma is not None and log.gamma_names is None and len(log.gamma) == len(names):
@@ -383,7 +406,7 @@ def _data_parallel(method: Method, device: torch.device) -> torch.nn.Module:
     """``method`` wrapped for data-parallel training (see :mod:`boomda.distributed`)."""
     from torch.nn.parallel import DistributedDataParallel
 
-    distributed.check_supported(method, method.options)
+    distributed.check_supported(method, method.options, method.config.select_epoch)
     ids = [device.index] if device.type == "cuda" else None
     # buffers (standardisation statistics, discriminators' batch-norm statistics) are computed
     # from the same global data on every rank: no need to broadcast them at every forward
