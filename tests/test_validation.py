@@ -325,7 +325,7 @@ def test_config_does_not_import_the_methods():
     ("alpha_2", "; did you mean boomda's option 'alpha2' or boomda's option 'alpha1'?"),
     ("zzz", "; nor is it a training option (method, epochs, batch_size, lr, betas, "
             "weight_decay, optimizer, lr_schedule, grad_clip, beta, dim, hidden, dropout, "
-            "modality_dropout, seed, device, precision)"),
+            "modality_dropout, seed, device, precision, select_epoch)"),
 ])
 def test_a_misspelt_keyword_names_the_close_training_or_method_option(keyword, hint):
     with pytest.raises(ConfigError) as err:
