@@ -51,3 +51,16 @@ def make_views(n=60, dims=(5, 7, 3), n_classes=3, seed=0, shift=0.0):
         centres = rng.normal(0, 2.0, (n_classes, d))
         views[f"m{i}"] = (centres[y] + rng.normal(0, 1.0, (n, d)) + shift).astype(np.float32)
     return views, y
+
+
+def two_view_domain(n, seed, shift=0.0, n_classes=4):
+    """One domain of a small two-view pair: ``audio`` (N, 6) and ``video`` (N, 5) around class
+    means that are the same for every ``seed`` (so two seeds give two domains of one task),
+    plus noise; ``shift`` moves audio and widens video's noise. Returns (views, labels)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    means_a = np.random.default_rng(100).normal(0, 2, (n_classes, 6))
+    means_b = np.random.default_rng(101).normal(0, 2, (n_classes, 5))
+    a = means_a[y] + rng.normal(0, 1, (n, 6)) + shift
+    b = means_b[y] + rng.normal(0, 1 + shift, (n, 5))
+    return {"audio": a.astype(np.float32), "video": b.astype(np.float32)}, y

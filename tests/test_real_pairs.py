@@ -24,6 +24,7 @@ from boomda.data.pair import DomainPair
 from boomda.errors import ConfigError, DataError
 from boomda.estimator import DomainAdapter
 from boomda.run import run_experiment
+from tests.conftest import two_view_domain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,14 +32,7 @@ NAMES = np.array(["angry", "happy", "neutral", "sad"])
 
 
 def _domain(n, seed, shift=0.0):
-    """Two views whose class means are fixed (seeded apart from ``seed``), plus noise."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 4
-    means_a = np.random.default_rng(100).normal(0, 2, (4, 6))
-    means_b = np.random.default_rng(101).normal(0, 2, (4, 5))
-    a = means_a[y] + rng.normal(0, 1, (n, 6)) + shift
-    b = means_b[y] + rng.normal(0, 1 + shift, (n, 5))
-    return {"audio": a.astype(np.float32), "video": b.astype(np.float32)}, y
+    return two_view_domain(n, seed, shift, n_classes=4)
 
 
 @pytest.fixture

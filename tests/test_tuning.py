@@ -29,6 +29,7 @@ from boomda.tune import (
     run_tuned,
     sweep_points,
 )
+from tests.conftest import two_view_domain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,13 +39,7 @@ SWEEP = {"alpha2": [10.0, 1000.0]}
 
 
 def _domain(n, seed, shift=0.0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    means_a = np.random.default_rng(100).normal(0, 2, (3, 6))
-    means_b = np.random.default_rng(101).normal(0, 2, (3, 5))
-    a = means_a[y] + rng.normal(0, 1, (n, 6)) + shift
-    b = means_b[y] + rng.normal(0, 1 + shift, (n, 5))
-    return {"audio": a.astype(np.float32), "video": b.astype(np.float32)}, y
+    return two_view_domain(n, seed, shift, n_classes=3)
 
 
 def _pair(target_labels=None, holdout=0.2):
