@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from boomda.bench import GridSpec, run_grid
+from boomda.grid import GridSpec, run_grid
 from boomda.report import ABLATION, aggregate, collect_runs, read_metrics, render_table2
 
 

@@ -15,12 +15,12 @@ import torch
 
 from boomda import rundir
 from boomda.atomic import atomic_write
-from boomda.bench import GridSpec
 from boomda.cli import main
 from boomda.config import MAX_YAML_NODES, SEED_MAX, RunConfig, load_yaml_mapping
 from boomda.data import mfeat
 from boomda.data.readers.manifest import read_manifest
 from boomda.errors import BoomdaError, ConfigError, DataError, TrainingError
+from boomda.grid import GridSpec
 from boomda.train import nonfinite_message
 
 ROOT = Path(__file__).resolve().parents[1]

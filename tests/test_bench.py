@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from boomda.bench import GridSpec, cell_status, point_label, run_grid
 from boomda.errors import BoomdaError, ConfigError
+from boomda.grid import GridSpec, cell_status, point_label, run_grid
 from boomda.methods import check_config
 
 TINY_TRAIN = {"epochs": 3, "dim": 16, "hidden": 32}
@@ -269,7 +269,7 @@ def test_shipped_suite_grids_parse_and_keep_dev_and_test_apart():
 def test_the_summary_is_written_while_the_folder_is_still_locked(tmp_path):
     """run_grid's on_done (boomda bench's summary and report) runs before the lock is released:
     a second bench trying the folder then is refused."""
-    from boomda.bench import GridLocked, grid_lock
+    from boomda.grid import GridLocked, grid_lock
 
     raw = _spec(methods=["dt"], seeds=[0], subsets=[["fou", "kar"]])
     raw["base"]["train"]["epochs"] = 1

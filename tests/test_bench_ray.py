@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-import boomda.bench as bench
+import boomda.grid.executors as executors
 from boomda import rundir
-from boomda.bench import GridInterrupted, GridSpec, cell_status, run_grid
 from boomda.cli import main
 from boomda.errors import BoomdaError, ConfigError
+from boomda.grid import GridInterrupted, GridSpec, cell_status, run_grid
 from tests.conftest import sigterm_in_cell
 
 ray = pytest.importorskip("ray")
 
-from boomda.bench_ray import RayOptions, connect  # noqa: E402 - after the skip
+from boomda.grid.ray import RayOptions, connect  # noqa: E402 - after the skip
 
 #: results.csv columns that measure time or name a particular execution
 _VOLATILE = ("seconds", "run.", "started", "environment.", "resumed_at_step")
@@ -74,7 +74,7 @@ def _no_cell_in_this_process(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a cell ran in the bench process, not as a Ray task")
 
-    monkeypatch.setattr(bench, "run_cell", refuse)
+    monkeypatch.setattr(executors, "run_cell", refuse)
 
 
 def test_boomda_bench_on_ray_gives_the_results_of_local_workers(tmp_path, reference,

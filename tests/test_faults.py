@@ -20,9 +20,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-import boomda.bench as bench
 from boomda import lock, rundir
-from boomda.bench import GridInterrupted, GridLocked, GridSpec, cell_status, grid_lock, run_grid
+from boomda.grid import (
+    LOCK,
+    GridInterrupted,
+    GridLocked,
+    GridSpec,
+    cell_payload,
+    cell_status,
+    grid_lock,
+    run_grid,
+)
 from tests.conftest import sigterm_in_cell
 
 HAS_PROC = Path("/proc/self/stat").is_file()
@@ -165,7 +173,7 @@ def test_a_locked_folder_is_refused_at_once_naming_the_holder(tmp_path):
         release.set()
         holder.join(10)
     assert holder.exitcode == 0
-    assert (folder / bench.LOCK).read_text() == ""  # a clean release leaves no holder named
+    assert (folder / LOCK).read_text() == ""  # a clean release leaves no holder named
     with grid_lock(folder):
         pass
 
@@ -196,9 +204,9 @@ def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, capfd):
     holder, _ = _lock_holder(folder)
     os.kill(holder.pid, signal.SIGKILL)
     holder.join(10)
-    assert str(holder.pid) in (folder / bench.LOCK).read_text()  # it never released it
+    assert str(holder.pid) in (folder / LOCK).read_text()  # it never released it
     with grid_lock(folder):
-        assert f'"pid": {os.getpid()}' in (folder / bench.LOCK).read_text()
+        assert f'"pid": {os.getpid()}' in (folder / LOCK).read_text()
     err = capfd.readouterr().err
     assert f"taking over the lock of pid {holder.pid}" in err
     assert "no longer running" in err and len(err.strip().splitlines()) == 1
@@ -208,23 +216,23 @@ def test_the_pid_file_lock_without_fcntl(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(lock, "fcntl", None)
     folder = tmp_path / "g"
     with grid_lock(folder):
-        assert f'"pid": {os.getpid()}' in (folder / bench.LOCK).read_text()
+        assert f'"pid": {os.getpid()}' in (folder / LOCK).read_text()
         with pytest.raises(GridLocked, match=rf"in use by boomda bench \(pid {os.getpid()} "):
             with grid_lock(folder):
                 pass
-    assert not (folder / bench.LOCK).exists()
+    assert not (folder / LOCK).exists()
     # the pid file of a process that has ended is taken over
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
     dead = int(ended.stdout)
     import socket
 
-    (folder / bench.LOCK).write_text(f'{{"pid": {dead}, "host": "{socket.gethostname()}", '
+    (folder / LOCK).write_text(f'{{"pid": {dead}, "host": "{socket.gethostname()}", '
                                      f'"since": "2026-01-01 00:00:00"}}\n')
     with grid_lock(folder):
         pass
     assert f"taking over the lock of pid {dead}" in capsys.readouterr().err
-    assert not (folder / bench.LOCK).exists()
+    assert not (folder / LOCK).exists()
 
 
 # --------------------------------------------------------------------------- stop signals
@@ -277,7 +285,7 @@ def test_stale_and_foreign_cells_are_rerun(tmp_path):
              report=False)
     cell = folder / "runs" / "dt__fou+kar__seed0"
     spec = GridSpec.from_dict(raw)
-    fingerprint = bench.cell_payload(spec.cells()[0], folder / "runs")[1]
+    fingerprint = cell_payload(spec.cells()[0], folder / "runs")[1]
     assert cell_status(cell, fingerprint) == rundir.DONE
     # the cell's results.json from another run than its config.yaml: stale, run again
     config = yaml.safe_load((cell / rundir.CONFIG).read_text())
@@ -322,7 +330,7 @@ def test_a_stop_signal_ends_the_grid_at_once(tmp_path, how):
         rf"command again to resume", lines[0]), err
     assert len(_done(out)) < len(_cell_ids(raw))
     assert _wait_session_gone(proc.pid) == []
-    assert (out / bench.LOCK).read_text() == ""  # released
+    assert (out / LOCK).read_text() == ""  # released
 
 
 # --------------------------------------------------------------------------- random kills
@@ -396,7 +404,7 @@ def _random_kills(tmp_path: Path, raw: dict, kinds: list[str], seed: int,
             assert "taking over the lock of pid" in err and "no longer running" in err, err
         # a bench SIGKILLed while it held the lock leaves its name in the lock file (one killed
         # after the grid was done, while writing the report, has already released it)
-        lock = out / bench.LOCK
+        lock = out / LOCK
         after_kill = (returncode == -signal.SIGKILL and lock.is_file()
                       and lock.read_text().strip() != "")
     final = subprocess.run([sys.executable, "-m", "boomda", "bench", str(grid), "--out",

@@ -312,7 +312,7 @@ def _manifest_items(corpora):
 
 
 def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
-    from boomda.bench import GridSpec, run_grid
+    from boomda.grid import GridSpec, run_grid
 
     spec = GridSpec.from_dict({
         "name": "raw",

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from boomda import rundir
-from boomda.bench import GridSpec, run_grid
 from boomda.cli import main
 from boomda.config import RunConfig
 from boomda.data.container import MultimodalData
@@ -23,6 +22,7 @@ from boomda.data.labels import class_names, encode_labels
 from boomda.data.pair import DomainPair
 from boomda.errors import ConfigError, DataError
 from boomda.estimator import DomainAdapter
+from boomda.grid import GridSpec, run_grid
 from boomda.run import run_experiment
 from tests.conftest import two_view_domain
 

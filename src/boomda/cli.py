@@ -558,7 +558,7 @@ def _summary(result) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from boomda.bench import GridSpec, run_grid
+    from boomda.grid import GridSpec, run_grid
     from boomda.report import DEFAULT_VALIDATOR, main_report
     from boomda.select import VALIDATORS
 
@@ -604,7 +604,7 @@ def _ray_options(args: argparse.Namespace):
         if given:
             raise ConfigError(f"--ray-{given[0].replace('_', '-')} applies only with --ray")
         return None
-    from boomda.bench_ray import RayOptions
+    from boomda.grid import RayOptions
 
     return RayOptions(args.ray, **{k: v for k, v in per_cell.items() if v is not None})
 

@@ -365,8 +365,8 @@ def resume_tuned(folder: str | Path, *, workers: int = 1, threads: int | None = 
 def _tune(folder: Path, tuned: TunedRun, identity: dict, workers: int, threads: int | None,
           progress: bool) -> RunResult:
     """Run the points that are not done, choose, and finish the folder (results.json last)."""
-    from boomda.bench import _execute
     from boomda.estimator import DomainAdapter
+    from boomda.grid import LocalExecutor, Progress
     from boomda.run import RunResult
 
     wall_start = time.perf_counter()
@@ -384,19 +384,13 @@ def _tune(folder: Path, tuned: TunedRun, identity: dict, workers: int, threads: 
             threads = (torch.get_num_threads() if workers == 1 else
                        1 if tuned.config.raw is None else
                        max(1, (os.cpu_count() or 1) // workers))
-        bar = None
-        if progress:
-            import sys
-
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(payloads), initial=len(payloads) - len(todo), desc="points",
-                       unit="point", file=sys.stderr, dynamic_ncols=True)
+        shown = Progress(len(payloads), len(payloads) - len(todo), "points", "point",
+                         show=progress)
         try:
-            _execute(todo, runs, workers, threads, bar, None)
+            LocalExecutor(workers, threads).execute(todo, runs, shown.cell, shown.describe)
+            shown.finish()
         finally:
-            if bar is not None:
-                bar.close()
+            shown.close()
     results = {}
     for label, _ in payloads:
         path = runs / label

@@ -3,7 +3,7 @@
 Ray (Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018;
 https://www.ray.io) schedules each cell on a node with the cell's resources free
 (:class:`RayOptions`: CPUs and GPUs per cell). The task runs
-:func:`boomda.bench.run_cell`, the function local workers run, so each cell writes its own run
+:func:`boomda.grid.cell.run_cell`, the function local workers run, so each cell writes its own run
 folder under the grid folder, atomically, exactly as a local worker does: a cell already done
 is skipped, an unfinished one continues from its checkpoint, a failed one gets ``error.txt``,
 and ``boomda report`` reads the folder as it reads any grid. The grid folder must therefore be
@@ -22,7 +22,7 @@ connection first, so that a wrong one fails in seconds rather than after Ray's o
 retry resumes the cell from its checkpoint. A cell still lost after that is counted as failed
 and left unfinished (a warning names it): a rerun resumes it. SIGINT, SIGTERM or SIGHUP to the
 bench cancel every outstanding task (their worker processes are killed, the cells stay
-unfinished and resumable) and the bench ends with :class:`boomda.bench.GridInterrupted`.
+unfinished and resumable) and the bench ends with :class:`boomda.grid.GridInterrupted`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +42,12 @@ from types import ModuleType
 from typing import Any
 
 from boomda import rundir
-from boomda.bench import STOPPED_BY, _Stop
 from boomda.config import RunConfig
 from boomda.errors import BoomdaError, ConfigError
+from boomda.grid.cell import Payload, run_cell
+from boomda.grid.executors import Describe, Executor, OnCell
+from boomda.grid.signals import Stop
+from boomda.grid.workers import init_worker
 
 #: what to install for ``--ray``
 INSTALL_HINT = "pip install 'boomda[ray]'"
@@ -186,7 +189,7 @@ def check_resources(ray: ModuleType, options: RayOptions) -> None:
                       f"(nodes: {have or 'none'})")
 
 
-def check_devices(payloads: list[tuple[str, dict[str, Any]]], options: RayOptions) -> None:
+def check_devices(payloads: list[Payload], options: RayOptions) -> None:
     """A :class:`ConfigError` for a cell set to train on CUDA while its task holds no GPU."""
     if options.gpus_per_cell > 0:
         return
@@ -199,18 +202,16 @@ def check_devices(payloads: list[tuple[str, dict[str, Any]]], options: RayOption
 
 def ray_cell(config_dict: dict[str, Any], folder: str, threads: int, cwd: str,
              gpus: float) -> tuple[str, str, float, str]:
-    """The body of a cell's Ray task: :func:`boomda.bench.run_cell` in the bench's working
+    """The body of a cell's Ray task: :func:`boomda.grid.cell.run_cell` in the bench's working
     folder (when this node has it), with ``threads`` torch threads. A task holding no GPU
     (``gpus`` 0) sees none, so that ``device: auto`` trains on CPU there rather than on a GPU
     Ray gave to another task. Returns (cell id, status, seconds, host)."""
     if gpus == 0:  # Ray sets CUDA_VISIBLE_DEVICES only for tasks that hold GPUs
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from boomda import bench
-
     if os.path.isdir(cwd):  # relative data paths in the config mean what they meant there
         os.chdir(cwd)
-    bench._init_worker(threads)
-    return (*bench.run_cell(config_dict, folder), socket.gethostname())
+    init_worker(threads)
+    return (*run_cell(config_dict, folder), socket.gethostname())
 
 
 def _wait_visible(folder: Path, fingerprint: str, status: str, host: str) -> None:
@@ -226,52 +227,60 @@ def _wait_visible(folder: Path, fingerprint: str, status: str, host: str) -> Non
         time.sleep(0.2)
 
 
-def execute(payloads: list[tuple[str, dict[str, Any]]], runs: Path, options: RayOptions, *,
-            workers: int, threads: int, finish: Callable[[str, str], None],
-            describe: Callable[[str], None]) -> None:
-    """Run the cells ``payloads`` ((cell id, config dict) pairs) as Ray tasks writing to
-    ``runs/<cell id>``; ``finish(cell id, status)`` as each ends (status ``done`` or
-    ``failed``), ``describe(text)`` with the progress. A stop signal (raised in the main thread
-    while waiting) cancels the outstanding tasks and propagates."""
-    runs = runs.absolute()
-    check_devices(payloads, options)
-    with connect(options, workers) as ray:
-        check_resources(ray, options)
-        task = ray.remote(ray_cell).options(num_cpus=options.cpus_per_cell,
-                                            num_gpus=options.gpus_per_cell,
-                                            max_retries=options.max_retries)
-        cwd = os.getcwd()
-        pending: dict[Any, tuple[str, str]] = {}
-        try:
-            for cell_id, config_dict in payloads:
-                config_dict = {**config_dict, "out": str(runs)}
-                fingerprint = rundir.config_fingerprint(
-                    RunConfig.from_dict(config_dict, where=f"cell {cell_id}"))
-                ref = task.remote(config_dict, str(runs / cell_id), threads, cwd,
-                                  options.gpus_per_cell)
-                pending[ref] = (cell_id, fingerprint)
-            _collect(ray, pending, runs, finish, describe)
-        except BaseException as exc:
-            for ref in pending:
-                try:
-                    ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001, S110 - finished meanwhile, or cluster gone
-                    pass
-            # a forced cancel kills the task's worker process asynchronously; a cancelled task
-            # ends once its process is gone: wait for that (briefly), so that no cell is
-            # still being written when the bench returns
+class RayExecutor(Executor):
+    """Cells as Ray tasks (:class:`RayOptions`): ``workers`` CPUs for a local Ray instance,
+    ``threads`` torch threads per cell. A stop (raised in the main thread while waiting)
+    cancels the outstanding tasks and propagates."""
+
+    def __init__(self, options: RayOptions, workers: int, threads: int,
+                 stop: Stop | None = None) -> None:
+        super().__init__(stop)
+        self.options, self.workers, self.threads = options, workers, threads
+
+    def run_cells(self, payloads: list[Payload], runs: Path, on_cell: OnCell,
+                  describe: Describe) -> None:
+        runs = runs.absolute()
+        options = self.options
+        check_devices(payloads, options)
+        with connect(options, self.workers) as ray:
+            check_resources(ray, options)
+            task = ray.remote(ray_cell).options(num_cpus=options.cpus_per_cell,
+                                                num_gpus=options.gpus_per_cell,
+                                                max_retries=options.max_retries)
+            cwd = os.getcwd()
+            pending: dict[Any, tuple[str, str]] = {}
             try:
-                ray.wait(list(pending), num_returns=len(pending), timeout=3.0)
-            except Exception:  # noqa: BLE001, S110 - the cluster went away: nothing to wait for
-                pass
-            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, _Stop) \
-                    and STOPPED_BY:  # Ray re-raised the stop signal's _Stop as a plain one
-                raise _Stop(STOPPED_BY[-1]) from None
-            raise
+                for cell_id, config_dict in payloads:
+                    config_dict = {**config_dict, "out": str(runs)}
+                    fingerprint = rundir.config_fingerprint(
+                        RunConfig.from_dict(config_dict, where=f"cell {cell_id}"))
+                    ref = task.remote(config_dict, str(runs / cell_id), self.threads, cwd,
+                                      options.gpus_per_cell)
+                    pending[ref] = (cell_id, fingerprint)
+                _collect(ray, pending, runs, on_cell, describe)
+            except BaseException:
+                _cancel(ray, pending)
+                raise
+
+
+def _cancel(ray: ModuleType, pending: dict[Any, tuple[str, str]]) -> None:
+    """Cancel the tasks ``pending`` and wait (briefly) for their worker processes to end."""
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001, S110 - finished meanwhile, or cluster gone
+            pass
+    # a forced cancel kills the task's worker process asynchronously; a cancelled task ends
+    # once its process is gone: wait for that (briefly), so that no cell is still being
+    # written when the bench returns
+    try:
+        ray.wait(list(pending), num_returns=len(pending), timeout=3.0)
+    except Exception:  # noqa: BLE001, S110 - the cluster went away: nothing to wait for
+        pass
 
 
 def _collect(ray: ModuleType, pending: dict[Any, tuple[str, str]], runs: Path,
-             finish: Callable[[str, str], None], describe: Callable[[str], None]) -> None:
+             on_cell: OnCell, describe: Describe) -> None:
     """Wait for the tasks ``pending`` (ref -> (cell id, fingerprint)), removing each as it
     ends."""
     lost = 0
@@ -287,7 +296,7 @@ def _collect(ray: ModuleType, pending: dict[Any, tuple[str, str]], runs: Path,
                 warnings.warn(f"cell {cell_id}: its Ray task was lost ({_first_line(exc)}); "
                               f"the cell is left unfinished and a rerun resumes it",
                               stacklevel=2)
-                finish(cell_id, "failed")
+                on_cell(cell_id, "failed")
                 continue
             _wait_visible(runs / cell_id, fingerprint, status, host)
-            finish(cell_id, status)
+            on_cell(cell_id, status)
