@@ -366,13 +366,15 @@ class SelectionTask:
 
 def is_default_point(point: str, method: str) -> bool:
     """Whether every option of a sweep point (``key=value,...``), a train option or an option of
-    ``method``, has its shipped default."""
+    ``method`` (also spelt ``options.key``), has its shipped default."""
     from boomda.config import TrainConfig, coerce
     from boomda.methods import METHODS
 
-    owners = [TrainConfig()] + ([METHODS[method].Options()] if method in METHODS else [])
+    options = [METHODS[method].Options()] if method in METHODS else []
     for item in filter(None, point.split(",")):
         key, _, value = item.partition("=")
+        owners = options if key.startswith("options.") else [TrainConfig(), *options]
+        key = key.removeprefix("options.")
         owner = next((o for o in owners if hasattr(o, key)), None)
         if owner is None:
             return False
