@@ -43,25 +43,30 @@ class Registry(MutableMapping[str, T]):
     def __init__(self, what: str, entries: dict[str, Any] | None = None) -> None:
         self.what = what
         self._entries: dict[str, Any] = dict(entries or {})
+        self._loaded: dict[str, Any] = {}  # the objects of the Lazy entries loaded so far
 
     def register(self, name: str, entry: T | Lazy) -> T | Lazy:
         """Add (or replace) the entry called ``name``; returns ``entry``."""
         if not isinstance(name, str) or not name:
             raise ConfigError(f"a {self.what} needs a non-empty name, got {name!r}")
         self._entries[name] = entry
+        self._loaded.pop(name, None)
         return entry
 
     def __getitem__(self, name: str) -> T:
         entry = self._entries[name]
-        if isinstance(entry, Lazy):
-            entry = self._entries[name] = entry.load()
-        return entry
+        if not isinstance(entry, Lazy):
+            return entry
+        if name not in self._loaded:
+            self._loaded[name] = entry.load()
+        return self._loaded[name]
 
     def __setitem__(self, name: str, entry: T) -> None:
         self.register(name, entry)
 
     def __delitem__(self, name: str) -> None:
         del self._entries[name]
+        self._loaded.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._entries))
@@ -92,8 +97,8 @@ class Registry(MutableMapping[str, T]):
         return self[name]
 
     def trait(self, name: str, key: str, default: Any = None) -> Any:
-        """The attribute ``key`` of the entry ``name``: read from a :class:`Lazy` entry's
-        declared traits without loading it, else from the entry itself."""
+        """The attribute ``key`` of the entry ``name`` (``default`` if it has none): read from
+        a :class:`Lazy` entry's declared traits without loading it, else from the entry."""
         entry = self._entries[name]
         if isinstance(entry, Lazy) and key in entry.traits:
             return entry.traits[key]
