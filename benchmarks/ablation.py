@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from boomda.grid import GridSpec, run_grid
-from boomda.report import ABLATION, aggregate, collect_runs, read_metrics, render_table2
+from boomda.registry import ablation_marks
+from boomda.report import aggregate, collect_runs, read_metrics, render_table2
 
 
 def _mean(values: list[float]) -> float | None:
@@ -55,7 +56,7 @@ def diagnostics(grid: Path) -> str:
 
     lines = ["| variant | last-epoch loss | weighted CA term | mean r | final γ (3 views, fused "
              "last) | PL accuracy | kept / batch |", "|:--|--:|--:|--:|:--|--:|--:|"]
-    for variant in [v for v in ABLATION if v in per_variant]:
+    for variant in [v for v in ablation_marks() if v in per_variant]:
         row = per_variant[variant]
         gamma = ("[" + ", ".join(f"{statistics.fmean(g):.2f}" for g in zip(*row["gamma"],
                                                                             strict=True)) + "]"

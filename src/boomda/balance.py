@@ -38,22 +38,13 @@ import numpy as np
 import torch
 
 from boomda.config import check_keys
-from boomda.errors import ConfigError
+from boomda.registry import BALANCERS as BALANCERS
+from boomda.registry import NORMALIZATIONS as NORMALIZATIONS
+from boomda.registry import check_normalization
 
 #: a diagonal entry of Q at or below this fraction of the largest one counts as a zero gradient
 #: (an objective already met); relative, so that the solvers do not depend on Q's scale
 ZERO_GRAD = 1e-30
-
-#: gradient normalisations before the min-norm step (Sener & Koltun 2018, released code)
-NORMALIZATIONS = ("none", "l2", "loss", "loss+")
-
-
-def check_normalization(mode: str) -> None:
-    """Raise :class:`ConfigError` unless ``mode`` is one of :data:`NORMALIZATIONS`."""
-    if mode not in NORMALIZATIONS:
-        raise ConfigError(f"unknown gamma_normalization {mode!r}; choose from "
-                          f"{', '.join(NORMALIZATIONS)}")
-
 
 @dataclass
 class AlignmentProblem:
@@ -368,6 +359,8 @@ class Balancer(ABC):
     #: detached losses and closed-form gradients. True, the safe default, for a strategy that
     #: differentiates the losses itself.
     needs_loss_graph = True
+    #: whether the strategy trains in data-parallel processes (:mod:`boomda.distributed`)
+    data_parallel = True
 
     def __init__(self, normalization: str = "none") -> None:
         check_normalization(normalization)
@@ -403,7 +396,7 @@ class UniformBalancer(Balancer):
         return _result(np.full(n, 1.0 / n), None, problem.losses[0])
 
 
-class _GramBalancer(Balancer):
+class GramBalancer(Balancer):
     """Q from representation gradients (P2), normalised, then solved by :meth:`solve`."""
 
     @staticmethod
@@ -430,21 +423,21 @@ class _GramBalancer(Balancer):
         return _result(self.solve(q), q, problem.losses[0], gradients)
 
 
-class ClosedFormBalancer(_GramBalancer):
+class ClosedFormBalancer(GramBalancer):
     """P4 on the representation-gradient Q (the paper's Boomda, with ``none``)."""
 
     name = "closed_form"
     solve = staticmethod(solve_min_norm_closed_form)
 
 
-class ExactBalancer(_GramBalancer):
+class ExactBalancer(GramBalancer):
     """P3 on the representation-gradient Q, solved exactly."""
 
     name = "exact"
     solve = staticmethod(solve_min_norm_exact)
 
 
-class ImpartialBalancer(_GramBalancer):
+class ImpartialBalancer(GramBalancer):
     """IMTL-G's equal-projection weights on the representation-gradient Q
     (:func:`solve_impartial`).
 
@@ -471,7 +464,7 @@ class ImpartialBalancer(_GramBalancer):
         return _result(gamma, q, problem.losses[0], gradients)
 
 
-class ParameterMGDABalancer(_GramBalancer):
+class ParameterMGDABalancer(GramBalancer):
     """P1: the original MGDA on encoder-parameter gradients, solved exactly. The expensive
     reference that P2-P4 approximate."""
 
@@ -480,6 +473,8 @@ class ParameterMGDABalancer(_GramBalancer):
 
     uses_representation_gradients = False
     needs_loss_graph = True
+    #: its Q needs every objective's parameter gradient gathered over the processes
+    data_parallel = False
 
     def gradients(self, problem: AlignmentProblem):
         return None
@@ -490,21 +485,12 @@ class ParameterMGDABalancer(_GramBalancer):
         return parameter_gram(problem.losses, problem.params)
 
 
-BALANCERS: dict[str, type[Balancer]] = {
-    cls.name: cls
-    for cls in (ClosedFormBalancer, ExactBalancer, ImpartialBalancer, UniformBalancer,
-                ParameterMGDABalancer)
-}
-
-
 def make_balancer(name: str, **options: Any) -> Balancer:
-    """The balancing strategy called ``name`` (closed_form, exact, imtl, uniform, mgda_params,
-    or any registered in :data:`BALANCERS`), built with its ``options``: for the built-in ones,
-    ``normalization`` (none, l2, loss, loss+), the gradient normalisation before solving. An
-    option the strategy does not take is an error naming it."""
-    if name not in BALANCERS:
-        raise ConfigError(f"unknown gamma solver {name!r}; choose from {', '.join(BALANCERS)}")
-    cls = BALANCERS[name]
+    """The balancing strategy called ``name`` (a name in :data:`BALANCERS`), built with its
+    ``options``: for the built-in ones, ``normalization`` (one of :data:`NORMALIZATIONS`), the
+    gradient normalisation before solving. An option the strategy does not take is an error
+    naming it."""
+    cls = BALANCERS.lookup(name)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     check_keys(options, accepted, f"gamma solver {name!r}")
     return cls(**options)

@@ -18,6 +18,7 @@ from boomda.config import (
     train_options,
 )
 from boomda.errors import BoomdaError, ConfigError, DataError
+from boomda.launch import TERMINAL_ENV, check_parallel, launch_torchrun
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,12 +28,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _data_parent() -> argparse.ArgumentParser:
+    """The data options that ``boomda run`` and ``boomda diagnose`` share (a parent parser):
+    they build the domain pair the same way (:func:`data_config`)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", help="YAML file with 'data', 'train', 'out', 'name' "
+                                         "sections (diagnose reads its data section)")
+    parent.add_argument("--modalities", help="comma-separated modality names (default: "
+                                             f"{','.join(DEFAULT_MODALITIES)} for the embedded "
+                                             "data; every array of the file(s) for a .npz)")
+    parent.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
+                        help="target shift of one modality, e.g. fou=noise:snr=1, fou=none or "
+                             "pix=mask:fraction=0.4 (repeatable)")
+    parent.add_argument("--source", metavar="S.npz",
+                        help="your own labelled source domain: a .npz file of one (N, D) array "
+                             "per modality plus labels (class names or integers), or heart:SITE "
+                             "(a hospital of the UCI Heart Disease data: cleveland, hungary, "
+                             "switzerland, va); with --target")
+    parent.add_argument("--target", metavar="T.npz",
+                        help="your own target domain: a .npz file with the same modalities (or "
+                             "heart:SITE); its labels, if any, are used for scoring only")
+    parent.add_argument("--dataset", help="one labelled data set split into source and target "
+                                          "halves by the paper's protocol: 'mfeat' (embedded, "
+                                          "the default), 'htad' or a .npz file of arrays + "
+                                          "labels")
+    parent.add_argument("--holdout", type=float,
+                        help="fraction of the source kept for evaluation")
+    parent.add_argument("--split-seed", dest="split_seed", type=int,
+                        help="seed of the split and shifts (default: --seed)")
+    return parent
+
+
 def _parser() -> argparse.ArgumentParser:
     from boomda import __version__
-    from boomda.balance import BALANCERS, NORMALIZATIONS
     from boomda.config import LR_SCHEDULES, OPTIMIZERS
-    from boomda.losses import CA_FORMS
-    from boomda.methods import METHODS
+    from boomda.registry import BALANCERS, CA_FORMS, METHODS, NORMALIZATIONS
+    from boomda.report import DEFAULT_VALIDATOR
+    from boomda.select import VALIDATORS
+
+    validators = (f"{DEFAULT_VALIDATOR} (the recommended one), "
+                  + ", ".join(v for v in VALIDATORS if v != DEFAULT_VALIDATOR))
 
     parser = _Parser(
         prog="boomda",
@@ -40,36 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"boomda {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    data = _data_parent()
     run = sub.add_parser(
-        "run", help="train and evaluate one configuration",
+        "run", parents=[data], help="train and evaluate one configuration",
         description="Train one method on a domain pair (the embedded UCI Multiple Features data "
                     "by default) and write a run folder: config.yaml, metrics.jsonl, "
                     "results.json, model.pt. Options override the YAML config file.",
     )
-    run.add_argument("--config", help="YAML file with 'data', 'train', 'out', 'name' sections")
-    run.add_argument("--modalities", help="comma-separated modality names (default: "
-                                          f"{','.join(DEFAULT_MODALITIES)} for the embedded "
-                                          "data; every array of the file(s) for a .npz)")
-    run.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
-                     help="target shift of one modality, e.g. fou=noise:snr=1 or "
-                          "pix=mask:fraction=0.4 (repeatable)")
     run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="a method option, e.g. trade_off=0.5 or entropy=true for cdan "
                           "(repeatable; see docs/baselines.md)")
-    run.add_argument("--source", metavar="S.npz",
-                     help="your own labelled source domain: a .npz file of one (N, D) array per "
-                          "modality plus labels (class names or integers), or heart:SITE (a "
-                          "hospital of the UCI Heart Disease data: cleveland, hungary, "
-                          "switzerland, va); with --target")
-    run.add_argument("--target", metavar="T.npz",
-                     help="your own target domain: a .npz file with the same modalities (or "
-                          "heart:SITE); its labels, if any, are used for scoring only")
-    run.add_argument("--dataset", help="one labelled data set split into source and target "
-                                       "halves by the paper's protocol: 'mfeat' (embedded, the "
-                                       "default), 'htad' or a .npz file of arrays + labels")
-    run.add_argument("--holdout", type=float, help="fraction of the source kept for evaluation")
-    run.add_argument("--split-seed", dest="split_seed", type=int,
-                     help="seed of the split and shifts (default: --seed)")
     # every TrainConfig option of one number or word, with its help from the dataclass
     choices = {"method": METHODS, "gamma_solver": BALANCERS,
                "gamma_normalization": NORMALIZATIONS, "ca_form": CA_FORMS,
@@ -110,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
                           "default for a raw corpus; OMP_NUM_THREADS when it is set)")
     run.add_argument("--select", metavar="VALIDATOR",
                      help="tune without target labels: train every point of the method's "
-                          "preset sweep (or --sweep), score each with this validator (im, the "
-                          "recommended one, snd, dev or source_risk) and keep the best point's "
+                          f"preset sweep (or --sweep), score each with this validator "
+                          f"({validators}) and keep the best point's "
                           "model; the folder holds each point under points/ and selection.json")
     run.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                      help="with --select: the values of a training option or method option to "
@@ -145,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, help="override the epochs of every cell")
     bench.add_argument("--select", metavar="VALIDATOR", default=None,
                        help="label-free validator that picks each task's grid point in a grid "
-                            "with a sweep: source_risk, im, snd, dev (default im)")
+                            f"with a sweep: {VALIDATORS.choices()} (default "
+                            f"{DEFAULT_VALIDATOR})")
     bench.add_argument("--tensorboard", action="store_true",
                        help="every cell writes TensorBoard events in its run folder; compare "
                             "them with: tensorboard --logdir <grid folder>/runs")
@@ -182,7 +198,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="no progress bar (there is none when stderr is not a terminal)")
 
     diagnose = sub.add_parser(
-        "diagnose", help="per-modality shift between source and target, without labels",
+        "diagnose", parents=[data],
+        help="per-modality shift between source and target, without labels",
         description="Measure, per modality, how far the target is from the source: a domain "
                     "classifier's held-out accuracy and the CORAL distance on the inputs, and, "
                     "with a model (--run or --model), on its representations, with the "
@@ -190,19 +207,6 @@ def _parser() -> argparse.ArgumentParser:
                     "and writes diagnosis.json and diagnosis.png. The pair is built as boomda "
                     "run builds it (the same data options).",
     )
-    diagnose.add_argument("--config", help="YAML run config (its data section is used)")
-    diagnose.add_argument("--dataset", help="'mfeat' (embedded) or a .npz file of arrays + labels")
-    diagnose.add_argument("--source", metavar="S.npz",
-                          help="your own source domain (.npz, or heart:SITE)")
-    diagnose.add_argument("--target", metavar="T.npz",
-                          help="your own target domain (.npz, or heart:SITE)")
-    diagnose.add_argument("--modalities", help="comma-separated modality names")
-    diagnose.add_argument("--shift", action="append", default=[], metavar="MODALITY=SPEC",
-                          help="target shift of one modality, e.g. fou=none or "
-                               "pix=mask:fraction=0.4 (repeatable)")
-    diagnose.add_argument("--holdout", type=float, help="fraction of the source kept out")
-    diagnose.add_argument("--split-seed", dest="split_seed", type=int,
-                          help="seed of the split and shifts (default: --seed)")
     diagnose.add_argument("--seed", type=int, help="seed (default 0)")
     diagnose.add_argument("--run", metavar="RUN_DIR",
                           help="a run folder: its pair and its model.pt (no data option applies)")
@@ -221,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("directory", help="grid folder written by boomda bench")
     report.add_argument("--select", metavar="VALIDATOR", default=None,
                         help="label-free validator that picks each task's grid point in a grid "
-                             "with a sweep: source_risk, im, snd, dev (default im)")
+                             f"with a sweep: {VALIDATORS.choices()} (default "
+                            f"{DEFAULT_VALIDATOR})")
     report.add_argument("--figure", action="append", default=None, metavar="CELL",
                         help="cell id to plot training dynamics for (repeatable)")
     return parser
@@ -237,12 +242,26 @@ def _key_value(item: str, flag: str, form: str) -> tuple[str, str]:
 
 def boomda_options() -> list[tuple[str, type, str, Any]]:
     """(name, type, help, default) of Boomda's options: the command line's shortcuts."""
-    from boomda.methods.boomda import BoomdaOptions
+    from boomda.methods.options import BoomdaOptions
 
     return field_options(BoomdaOptions)
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
+    """The run config of ``boomda run``'s options: the config file's, overridden by the data
+    options (:func:`data_config`), the training and method options and the output options."""
+    config = data_config(args)
+    for name, kind, _, _ in train_options():
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(config.train, name, kind(value))
+    _run_options(args, config)
+    return config
+
+
+def data_config(args: argparse.Namespace) -> RunConfig:
+    """The config file of ``--config`` (or the default config) with the data options that
+    ``boomda run`` and ``boomda diagnose`` share (:func:`_data_parent`) applied."""
     config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     if config.raw is not None:
         for flag, given in (("--modalities", args.modalities), ("--dataset", args.dataset),
@@ -250,10 +269,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             if given:
                 raise ConfigError(f"{flag} does not apply to a raw corpus ({args.config}); set "
                                   f"raw.modalities and their corruption in the config file")
-    for name, kind, _, _ in train_options():
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(config.train, name, kind(value))
     if (args.source is None) != (args.target is None):
         raise ConfigError(f"{'--source' if args.target is None else '--target'} needs "
                           f"{'--target' if args.target is None else '--source'}: a real pair is "
@@ -298,6 +313,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--shift {item}: modality {modality!r} is not among the "
                               f"modalities {','.join(config.data.modalities)}")
         config.data.shifts[modality] = spec
+    return config
+
+
+def _run_options(args: argparse.Namespace, config: RunConfig) -> None:
+    """Apply ``boomda run``'s method and output options to ``config``."""
     for name, _, _, _ in boomda_options():
         value = getattr(args, f"option_{name}", None)
         if value is not None:
@@ -316,7 +336,6 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--checkpoint-every {args.checkpoint_every}: must be 0 (never) "
                               f"or a number of epochs")
         config.checkpoint_every = args.checkpoint_every
-    return config
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -340,8 +359,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--nproc {args.nproc}: give a number of processes, at least 1")
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
         if args.resume is None:
-            _check_parallel(build_config(args), args.nproc)  # bad options fail here, once
-        return _launch_torchrun(args.nproc, args.argv)
+            check_parallel(build_config(args), args.nproc)  # bad options fail here, once
+        return launch_torchrun(args.nproc, args.argv)
     if args.resume is not None:
         _only_resume_options(args, ("nproc", "sweep"))
         _set_threads(args.threads, _resumed_is_raw(args.resume))
@@ -360,7 +379,7 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             distributed.teardown()
     if result is not None:  # None: a data-parallel rank other than 0
-        print(_summary(result))
+        print(result.summary.summary(result.folder))
         if args.resume is None and config.data.is_pair:
             print("defaults        chosen on other tasks; to tune them on this pair without "
                   "its target labels, add --select im")
@@ -398,7 +417,7 @@ def _run_tuned(args: argparse.Namespace) -> int:
         result = run_tuned(config, args.select, points, workers=workers, threads=args.threads,
                            progress=_progress(args), overwrite=args.overwrite)
     selection = Selection.from_dict(result.results["selection"])
-    print(_summary(result))
+    print(result.summary.summary(result.folder))
     print(f"tuned           {len(selection.labels)} points, chosen by {selection.validator} "
           f"(label-free; higher is better):")
     print(selection.table())
@@ -414,12 +433,7 @@ def _progress(args: argparse.Namespace) -> bool:
     processes of ``--nproc`` ask their launcher's terminal."""
     if args.no_progress:
         return False
-    return sys.stderr.isatty() or os.environ.get(_TERMINAL_ENV) == "1"
-
-
-#: set by ``--nproc``'s launcher for its processes (their stderr is a pipe): "1" when the
-#: launcher's stderr is a terminal
-_TERMINAL_ENV = "BOOMDA_STDERR_TERMINAL"
+    return sys.stderr.isatty() or os.environ.get(TERMINAL_ENV) == "1"
 
 
 def _set_threads(threads: int | None, raw: bool) -> None:
@@ -445,116 +459,6 @@ def _resumed_is_raw(folder: str) -> bool:
         return bool(rundir.read_yaml_mapping(Path(folder) / rundir.CONFIG).get("raw"))
     except (BoomdaError, OSError):
         return False
-
-
-def _check_parallel(config: RunConfig, nproc: int) -> None:
-    """What a data-parallel run needs, checked before the processes start."""
-    import torch
-
-    from boomda import distributed
-    from boomda.methods import METHODS, check_config
-    from boomda.runtime import resolve_device
-
-    options = check_config(config.train)
-    if config.train.batch_size % nproc:
-        raise ConfigError(f"--nproc {nproc}: batch_size {config.train.batch_size} is not "
-                          f"divisible by {nproc} (each process takes an equal share of the "
-                          f"global batch)")
-    distributed.check_supported(METHODS[config.train.method], options,
-                                config.train.select_epoch)
-    device = resolve_device(config.train.device)  # CUDA asked for and absent: an error here
-    gpus = torch.cuda.device_count()
-    if device.type == "cuda" and gpus < nproc:
-        raise ConfigError(f"--nproc {nproc}: one GPU per process, and this machine has {gpus}")
-
-
-def _launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """``boomda run ...`` again under ``torchrun --standalone --nproc-per-node nproc``. The
-    processes' output passes through; torchrun's own report of a failed process (a traceback)
-    is replaced by one line, the processes having said what failed."""
-    import re
-    import subprocess
-
-    rest, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-        elif item == "--nproc":
-            skip = True
-        elif not item.startswith("--nproc="):
-            rest.append(item)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", str(nproc), "-m", "boomda", *rest]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    env[_TERMINAL_ENV] = "1" if sys.stderr.isatty() else "0"
-    launcher = re.compile(rb"^(\[?[EWI]\d{4} |Traceback \(most recent call last\)|"
-                          rb"torch\.distributed\.elastic)")
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-    quiet, pending, said = False, b"", set()
-    assert proc.stderr is not None
-    for chunk in iter(lambda: proc.stderr.read1(4096), b""):
-        pending += chunk
-        # forward whole segments (ended by a newline, or tqdm's carriage return)
-        *segments, pending = re.split(rb"(?<=[\n\r])", pending)
-        for segment in segments:
-            quiet = quiet or bool(launcher.match(segment))
-            if segment.startswith(b"boomda: "):  # every process says the same: once
-                if segment in said:
-                    continue
-                said.add(segment)
-            if not quiet:
-                sys.stderr.buffer.write(segment)
-        sys.stderr.buffer.flush()
-    if pending and not quiet:
-        sys.stderr.buffer.write(pending)
-    code = proc.wait()
-    if code != 0:
-        print(f"boomda: error: the data-parallel run in {nproc} processes failed; the "
-              f"processes' errors are above", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _summary(result) -> str:
-    r = result.summary
-    lines = [
-        f"run folder      {result.folder}",
-        f"method          {r.method}"
-        + (f" ({r.options['gamma_solver']})"
-           if r.final_gamma is not None and "gamma_solver" in (r.options or {}) else "")
-        + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
-    ]
-    if r.classes:
-        shown = ", ".join(r.classes[:10]) + (", ..." if len(r.classes) > 10 else "")
-        lines.append(f"classes         {len(r.classes)}: {shown}")
-    if r.target is not None:
-        lines.append(f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
-                     f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})")
-    else:
-        lines.append("target          no labels: judged by the label-free validators below "
-                     "only")
-    if r.source_holdout is not None:
-        lines.append(f"source held-out weighted F1 {r.source_holdout['weighted_f1']:.2f}   "
-                     f"accuracy {r.source_holdout['accuracy']:.2f}   "
-                     f"(n={r.source_holdout['n']})")
-    if r.final_gamma is not None:
-        lines.append("final gamma     " + "  ".join(f"{k}={v:.3f}"
-                                                    for k, v in r.final_gamma.items()))
-    if r.validators:
-        lines.append("label-free      " + "  ".join(
-            f"{k}={v:.3f}" if v is not None else f"{k}=–" for k, v in r.validators.items())
-            + "   (validators, higher is better)")
-    raw = r.raw
-    if raw is not None:
-        skipped = raw["skipped_missing"] + raw["skipped_unreadable"]
-        cache = raw["cache"]
-        lines.append(f"corpus          {raw['n_utterances']} utterances, {skipped} skipped; "
-                     + ("no frozen-state cache" if cache is None else
-                        f"frozen-state cache {cache['dir']}: {cache['hits']} read, "
-                        f"{cache['misses']} computed"))
-    lines.append(f"time            {r.train_seconds:.1f} s for {r.steps} steps")
-    return "\n".join(lines)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -612,10 +516,10 @@ def _ray_options(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from boomda.atomic import atomic_write_text
     from boomda.data.files import LABELS, read_npz
     from boomda.data.labels import encode_labels
     from boomda.estimator import DomainAdapter
+    from boomda.evaluate import write_predictions
     from boomda.partial import resolve_strategy
 
     if args.out and Path(args.out).is_dir():
@@ -651,28 +555,15 @@ def _predict(args: argparse.Namespace) -> int:
         result = adapter.evaluate(part, name=args.data, strategy=args.strategy)
         print(f"weighted F1 {result['weighted_f1']:.2f}   accuracy {result['accuracy']:.2f}")
     if args.out:
-        first = "id" if ids is not None else "index"
-        header = f"{first},predicted," + ",".join(f"p_{_csv_field(name)}" for name in names)
-        keys = ids if ids is not None else range(len(pred))
-        rows = [f"{k},{_csv_field(names[p])}," + ",".join(f"{v:.6f}" for v in row)
-                for k, p, row in zip(keys, pred, probs, strict=True)]
-        if absent:  # one more column: the modalities each sample lacks
-            header += ",absent"
-            rows = [f"{row},{'+'.join(part.absent_names(i))}" for i, row in enumerate(rows)]
         try:
-            atomic_write_text(Path(args.out), "\n".join([header, *rows]) + "\n")
+            write_predictions(args.out, probs, names, ids,
+                              [part.absent_names(i) for i in range(len(pred))] if absent
+                              else None)
         except OSError as exc:
             raise BoomdaError(f"--out {args.out}: cannot write the predictions "
                               f"({exc.strerror or exc})") from None
         print(f"predictions written to {args.out}")
     return 0
-
-
-def _csv_field(text: str) -> str:
-    """``text`` as one CSV field (quoted when it holds a comma, a quote or a line break)."""
-    if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -701,10 +592,9 @@ def _diagnose(args: argparse.Namespace) -> int:
             resolved.pop(key, None)
         config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
     else:
-        # the data options as boomda run reads them: run's defaults, diagnose's values
-        given = vars(_parser().parse_args(["run"]))
-        given.update({k: v for k, v in vars(args).items() if k in given and k != "out"})
-        config = build_config(argparse.Namespace(**given))
+        config = data_config(args)  # the pair as boomda run builds it
+        if args.seed is not None:
+            config.train.seed = args.seed
     pair, _ = _prepare(config, progress=_progress(args))
     adapter = DomainAdapter.load(model, device="cpu") if model is not None else None
     try:

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from boomda.errors import ConfigError
+from boomda.registry import BALANCERS
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,12 @@ def check_supported(method: type | object, options: object, select_epoch: str = 
     if select_epoch != "none":
         raise ConfigError(f"select_epoch {select_epoch} is not supported in data-parallel "
                           f"training; train in one process, or without it")
-    if getattr(options, "gamma_solver", None) == "mgda_params" and getattr(method, "use_ca",
-                                                                           False):
-        raise ConfigError("gamma_solver mgda_params is not supported in data-parallel training "
-                          "(its Q needs per-parameter gradients); use closed_form, exact or "
-                          "imtl")
+    solver = getattr(options, "gamma_solver", None)
+    if (getattr(method, "use_ca", False) and solver in BALANCERS
+            and not BALANCERS.trait(solver, "data_parallel", True)):
+        usable = ", ".join(n for n in BALANCERS if BALANCERS.trait(n, "data_parallel", True))
+        raise ConfigError(f"gamma_solver {solver} is not supported in data-parallel training "
+                          f"(its Q needs per-parameter gradients); use one of {usable}")
 
 
 def teardown() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,3 +116,31 @@ def prediction_scores(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> d
         "max_class_share": float(counts.max() / max(1, len(pred))),
         "n": len(labels),
     }
+
+
+def write_predictions(path: str | Path, probs: np.ndarray, classes: Sequence[str],
+                      ids: Sequence[str] | None = None,
+                      absent: Sequence[Sequence[str]] | None = None) -> Path:
+    """Write predictions as CSV, atomically: per sample its ``id`` (or ``index`` without
+    ``ids``), the predicted class name, one probability column ``p_<class>`` per class of
+    ``classes`` (6 decimals) and, given ``absent``, the modalities the sample lacks (joined by
+    ``+``). Raises :class:`OSError` when the file cannot be written."""
+    from boomda.atomic import atomic_write_text
+
+    pred = probs.argmax(axis=1)
+    first = "id" if ids is not None else "index"
+    header = f"{first},predicted," + ",".join(f"p_{_csv_field(str(c))}" for c in classes)
+    keys = ids if ids is not None else range(len(pred))
+    rows = [f"{k},{_csv_field(str(classes[p]))}," + ",".join(f"{v:.6f}" for v in row)
+            for k, p, row in zip(keys, pred, probs, strict=True)]
+    if absent is not None:
+        header += ",absent"
+        rows = [f"{row},{'+'.join(names)}" for row, names in zip(rows, absent, strict=True)]
+    return atomic_write_text(Path(path), "\n".join([header, *rows]) + "\n")
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field (quoted when it holds a comma, a quote or a line break)."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

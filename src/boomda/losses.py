@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from boomda.errors import DataError
+from boomda.registry import CA_FORMS as CA_FORMS
 
 #: added to every per-dimension variance inside the log-determinant
 LOGDET_EPS = 1e-6
@@ -233,25 +234,14 @@ def correlation_alignment_with_gradients(
 ANALYTIC_FORMS = {"correlation": correlation_alignment_with_gradients}
 
 
-#: the correlation-alignment forms, by the name the ``ca_form`` option takes
-CA_FORMS = {
-    "paper": coral_distance,
-    "coral": coral_loss,
-    "relative": relative_coral_loss,
-    "correlation": correlation_alignment_loss,
-}
-
-
 def alignment_loss(z_source: torch.Tensor, z_target: torch.Tensor, form: str) -> torch.Tensor:
-    """The correlation-alignment loss in the named form (see :data:`CA_FORMS`):
-    ``paper`` (Eq. 10 as printed), ``coral`` (Deep CORAL's 1/(4 d^2)), ``relative``
-    (scale-free, :func:`relative_coral_loss`) or ``correlation``
-    (:func:`correlation_alignment_loss`)."""
-    try:
-        fn = CA_FORMS[form]
-    except KeyError:
-        raise DataError(f"unknown CA form {form!r}; choose from {', '.join(CA_FORMS)}") from None
-    return fn(z_source, z_target)
+    """The correlation-alignment loss in the form called ``form`` (a name in
+    :data:`CA_FORMS`; the built-in ones: ``paper``, :func:`coral_distance`, Eq. 10 as printed;
+    ``coral``, :func:`coral_loss`, Deep CORAL's 1/(4 d^2); ``relative``,
+    :func:`relative_coral_loss`; ``correlation``, :func:`correlation_alignment_loss`)."""
+    if form not in CA_FORMS:
+        raise DataError(f"unknown CA form {form!r}; choose from {CA_FORMS.choices()}")
+    return CA_FORMS[form](z_source, z_target)
 
 
 @torch.no_grad()

@@ -368,3 +368,44 @@ class RunResults:
     def read(cls, folder: str | Path) -> RunResults:
         """Read ``results.json`` of ``folder``; one-line :class:`BoomdaError` if it cannot."""
         return cls.from_dict(read_json_object(Path(folder) / RESULTS))
+
+    def summary(self, folder: str | Path) -> str:
+        """The run's summary as ``boomda run`` prints it, for the run folder ``folder``."""
+        r = self
+        lines = [
+            f"run folder      {folder}",
+            f"method          {r.method}"
+            + (f" ({r.options['gamma_solver']})"
+               if r.final_gamma is not None and "gamma_solver" in (r.options or {}) else "")
+            + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
+        ]
+        if r.classes:
+            shown = ", ".join(r.classes[:10]) + (", ..." if len(r.classes) > 10 else "")
+            lines.append(f"classes         {len(r.classes)}: {shown}")
+        if r.target is not None:
+            lines.append(f"target          weighted F1 {r.target['weighted_f1']:.2f}   "
+                         f"accuracy {r.target['accuracy']:.2f}   (n={r.target['n']})")
+        else:
+            lines.append("target          no labels: judged by the label-free validators below "
+                         "only")
+        if r.source_holdout is not None:
+            lines.append(f"source held-out weighted F1 {r.source_holdout['weighted_f1']:.2f}   "
+                         f"accuracy {r.source_holdout['accuracy']:.2f}   "
+                         f"(n={r.source_holdout['n']})")
+        if r.final_gamma is not None:
+            lines.append("final gamma     " + "  ".join(f"{k}={v:.3f}"
+                                                        for k, v in r.final_gamma.items()))
+        if r.validators:
+            lines.append("label-free      " + "  ".join(
+                f"{k}={v:.3f}" if v is not None else f"{k}=–" for k, v in r.validators.items())
+                + "   (validators, higher is better)")
+        raw = r.raw
+        if raw is not None:
+            skipped = raw["skipped_missing"] + raw["skipped_unreadable"]
+            cache = raw["cache"]
+            lines.append(f"corpus          {raw['n_utterances']} utterances, {skipped} skipped; "
+                         + ("no frozen-state cache" if cache is None else
+                            f"frozen-state cache {cache['dir']}: {cache['hits']} read, "
+                            f"{cache['misses']} computed"))
+        lines.append(f"time            {r.train_seconds:.1f} s for {r.steps} steps")
+        return "\n".join(lines)

@@ -12,11 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from boomda.errors import BoomdaError, DataError
-from boomda.evaluate import predict_outputs
+from boomda.registry import Registry
 
 _EPS = 1e-12
 #: log-odds of the DEV domain classifier are clipped to +-this value before exp() (no overflow)
@@ -136,6 +134,9 @@ def density_ratios(features_source_train: np.ndarray, features_source_val: np.nd
     ``mean_i BCE_i + l2 / 2 * ||w||^2`` (bias not penalised) by L-BFGS from zero, in float64
     (deterministic). The log-odds are clipped to +-50 before the exponential.
     """
+    import torch
+    import torch.nn.functional as F
+
     xs = np.asarray(features_source_train, dtype=np.float64)
     xt = np.asarray(features_target, dtype=np.float64)
     xv = np.asarray(features_source_val, dtype=np.float64)
@@ -152,7 +153,7 @@ def density_ratios(features_source_train: np.ndarray, features_source_val: np.nd
                                   tolerance_change=1e-14, history_size=20,
                                   line_search_fn="strong_wolfe")
 
-    def closure() -> torch.Tensor:
+    def closure():
         optimizer.zero_grad()
         logits = x @ params[:-1] + params[-1]
         loss = (F.binary_cross_entropy_with_logits(logits, y)
@@ -203,6 +204,8 @@ def score_model(adapter, pair) -> dict[str, float]:
     ``source_risk`` and ``dev`` need ``pair.source_holdout`` and are ``nan`` when it is None or
     holds fewer than 2 samples. The target's labels are never read.
     """
+    from boomda.evaluate import predict_outputs
+
     net = adapter.net
     if net is None:
         raise BoomdaError("the model is not trained yet: call fit() or load() first")
@@ -219,8 +222,8 @@ def score_model(adapter, pair) -> dict[str, float]:
 
 
 #: the label-free validators, by name (``boomda bench --select NAME``); adding one is a scoring
-#: function of :class:`ModelOutputs` and one line here
-VALIDATORS: dict[str, Validator] = {v.name: v for v in (
+#: function of :class:`ModelOutputs` and one line: ``VALIDATORS.register(name, Validator(...))``
+VALIDATORS: Registry[Validator] = Registry("validator", {v.name: v for v in (
     Validator("source_risk", "minus the cross-entropy on held-out labelled source samples",
               True, lambda o: source_risk(o.probs_v, o.labels_v)),
     Validator("im", "information maximisation on the target: diversity of the predictions "
@@ -232,7 +235,7 @@ VALIDATORS: dict[str, Validator] = {v.name: v for v in (
               "with a control variate, negated", True,
               lambda o: deep_embedded_validation(o.feats_s, o.feats_v, o.feats_t,
                                                  cross_entropy(o.probs_v, o.labels_v))),
-)}
+)})
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

@@ -1,31 +1,34 @@
 """Adaptation methods, selected by name. Each returns named loss terms for one step.
 
-Boomda and its ablation variants (``dt``, ``ca``, ``pl``, ``uniform``, ``boomda``) and the
-paper's baselines (``dann``, ``cdan``, ``mada``, ``daln``, ``pcl``, ``dada``), all on the same
-multimodal network and trainer.
+Boomda and its ablation variants and the paper's baselines, all on the same multimodal network
+and trainer; :data:`METHODS` lists them. The registry and the checks below import no torch; the
+method classes load at first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from boomda.config import TrainConfig
-from boomda.errors import ConfigError
-from boomda.methods.base import Batch, Method, MethodOutput
-from boomda.methods.boomda import VARIANTS, BoomdaMethod, BoomdaOptions
-from boomda.methods.cdan import CDAN
-from boomda.methods.dada import DADA
-from boomda.methods.daln import DALN
-from boomda.methods.dann import DANN
-from boomda.methods.mada import MADA
-from boomda.methods.pcl import PCL
-from boomda.nn.net import MultimodalNet
+from boomda.registry import METHODS as METHODS
+from boomda.registry import baselines
 
-#: method name -> Method class
-METHODS: dict[str, type[Method]] = {
-    **VARIANTS, **{cls.name: cls for cls in (DANN, CDAN, MADA, DALN, PCL, DADA)}
-}
-BASELINES = ["dt", "dann", "cdan", "mada", "daln", "pcl", "dada"]
+if TYPE_CHECKING:
+    from boomda.nn.net import MultimodalNet
+
+#: the names loaded at first use -> their module
+_LAZY = {"Batch": "boomda.methods.base", "Method": "boomda.methods.base",
+         "MethodOutput": "boomda.methods.base", "BoomdaMethod": "boomda.methods.boomda",
+         "BoomdaOptions": "boomda.methods.options"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BASELINES":
+        return baselines()
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_config(config: TrainConfig, n_modalities: int | None = None) -> Any:
@@ -34,21 +37,18 @@ def check_config(config: TrainConfig, n_modalities: int | None = None) -> Any:
     M_v <= M+1). Returns the parsed options. Raises :class:`ConfigError` naming the first bad
     option."""
     config.validate()
-    if config.method not in METHODS:
-        raise ConfigError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
-    options = METHODS[config.method].parse_options(config.options)
+    options = METHODS.lookup(config.method).parse_options(config.options)
     check = getattr(options, "check_modalities", None)
     if n_modalities is not None and check is not None:
         check(n_modalities)
     return options
 
 
-def build_method(name: str, net: MultimodalNet, config: TrainConfig) -> Method:
-    """The method called ``name`` wrapped around ``net``."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    return METHODS[name](net, config)
+def build_method(name: str, net: MultimodalNet, config: TrainConfig) -> Any:
+    """The method called ``name`` (a :class:`~boomda.methods.base.Method`) wrapped around
+    ``net``."""
+    return METHODS.lookup(name)(net, config)
 
 
-__all__ = ["BASELINES", "METHODS", "Batch", "BoomdaMethod", "BoomdaOptions", "Method",
+__all__ = ["BASELINES", "METHODS", "Batch", "BoomdaMethod", "BoomdaOptions", "Method",  # noqa: F822
            "MethodOutput", "build_method", "check_config"]

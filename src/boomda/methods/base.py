@@ -176,6 +176,14 @@ class Method(nn.Module):
     #: a mapping of method options or :class:`~boomda.config.TrainConfig` fields to values, the
     #: shipped default first (the earlier point wins a tie); every method has :data:`PRESET_SIZE`
     preset: tuple[dict[str, Any], ...] = ()
+    #: the row of the method in the paper's tables (Table 1 order); None: after the ranked ones
+    table_rank: int | None = None
+    #: whether the method is a baseline of the comparison (direct transfer or a published method)
+    baseline: bool = False
+    #: for an ablation variant of Boomda: whether it uses correlation alignment (CA) and
+    #: pseudo-labels (PL); None for the other methods
+    use_ca: bool | None = None
+    use_pl: bool | None = None
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__()

@@ -15,66 +15,19 @@ Variants: ``dt`` (IB only, direct transfer), ``ca`` (balanced CA, no PL), ``pl``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 
-from boomda.balance import BALANCERS, AlignmentProblem, check_normalization, make_balancer
+from boomda.balance import AlignmentProblem, make_balancer
 from boomda.config import TrainConfig
-from boomda.errors import ConfigError
 from boomda.losses import (
     ANALYTIC_FORMS,
-    CA_FORMS,
     alignment_loss,
     pseudo_label_loss,
     vote_pseudo_labels,
 )
 from boomda.methods.base import Batch, Method, MethodOutput, joint_forward, source_loss
+from boomda.methods.options import BoomdaOptions
 from boomda.nn.net import MultimodalNet
-
-
-def _option(default: Any, help: str) -> Any:
-    """An option with its one-line meaning (the command line's help text)."""
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class BoomdaOptions:
-    """Boomda's hyperparameters (Eq. 14), shared by its ablation variants, which ignore those
-    of the terms they leave out. The defaults: the paper's alpha_1 and M_v; the scale-free
-    ``correlation`` form at alpha_2 = 100 with the closed-form balancing and no normalisation,
-    chosen on the development tasks of the benchmark suite (docs/method.md)."""
-
-    alpha1: float = _option(0.5, "weight of the pseudo-label loss")
-    alpha2: float = _option(100.0, "weight of the correlation alignment")
-    vote_threshold: int = _option(3, "M_v, votes needed to keep a pseudo-label")
-    gamma_solver: str = _option("closed_form", "how Boomda weighs its alignment objectives")
-    gamma_normalization: str = _option("none", "gradient normalisation before balancing")
-    ca_form: str = _option("correlation", "correlation-alignment form")
-
-    def validate(self) -> None:
-        if self.gamma_solver not in BALANCERS:
-            raise ConfigError(f"unknown gamma_solver {self.gamma_solver!r}; choose from "
-                              f"{', '.join(BALANCERS)}")
-        check_normalization(self.gamma_normalization)
-        if self.ca_form not in CA_FORMS:
-            raise ConfigError(f"unknown ca_form {self.ca_form!r}; choose from "
-                              f"{', '.join(CA_FORMS)}")
-        for name in ("alpha1", "alpha2"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"option {name} must be >= 0, got {getattr(self, name)!r}")
-        if self.vote_threshold < 1:
-            raise ConfigError(f"option vote_threshold (M_v) must be at least 1, got "
-                              f"{self.vote_threshold!r}")
-
-    def check_modalities(self, n_modalities: int) -> None:
-        """M_v cannot exceed the M+1 voting heads of ``n_modalities`` modalities."""
-        if self.vote_threshold > n_modalities + 1:
-            raise ConfigError(
-                f"vote_threshold (M_v) = {self.vote_threshold} exceeds M+1 = {n_modalities + 1} "
-                f"voting heads for {n_modalities} modalities"
-            )
 
 
 class BoomdaMethod(Method):
@@ -85,6 +38,7 @@ class BoomdaMethod(Method):
 
     name = "boomda"
     Options = BoomdaOptions
+    table_rank = 10
     #: the alignment form and alpha_2 over three orders of magnitude, from the development
     #: grids (docs/benchmarks.md, section 5): ``correlation`` was best at 10-100 and
     #: ``relative`` at 3-10, while the covariance forms collapsed; the default first
@@ -174,6 +128,8 @@ class DirectTransfer(BoomdaMethod):
     """D.T.: the IB loss on the source only (Table 2, first row)."""
 
     name = "dt"
+    table_rank = 0
+    baseline = True
     use_ca = False
     use_pl = False
     #: no adaptation weight: what source-only training tunes, the learning rate and the
@@ -187,6 +143,7 @@ class AlignOnly(BoomdaMethod):
     """Balanced correlation alignment without pseudo-labels (Table 2, second row)."""
 
     name = "ca"
+    table_rank = 7
     use_pl = False
 
 
@@ -194,6 +151,7 @@ class PseudoLabelOnly(BoomdaMethod):
     """Voted pseudo-labels without alignment (Table 2, third row)."""
 
     name = "pl"
+    table_rank = 8
     use_ca = False
     #: the pseudo-label weight alpha_1 (default 0.5 first)
     preset = tuple({"alpha1": alpha1} for alpha1 in (0.5, 0.03, 0.1, 0.2, 1.0, 3.0))
@@ -203,8 +161,6 @@ class UniformBoomda(BoomdaMethod):
     """CA + PL with gamma_m = 1/(M+1), i.e. without balancing (Table 2, fourth row)."""
 
     name = "uniform"
+    table_rank = 9
     fixed_solver = "uniform"
 
-
-VARIANTS = {cls.name: cls for cls in (DirectTransfer, AlignOnly, PseudoLabelOnly, UniformBoomda,
-                                      BoomdaMethod)}

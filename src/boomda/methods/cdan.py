@@ -64,6 +64,8 @@ class CDANOptions(AdversarialOptions):
 
 class CDAN(AdversarialMethod):
     name = "cdan"
+    table_rank = 6
+    baseline = True
     Options = CDANOptions
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:

@@ -153,6 +153,8 @@ class DADAOptions(AdversarialOptions):
 
 class DADA(AdversarialMethod):
     name = "dada"
+    table_rank = 2
+    baseline = True
     Options = DADAOptions
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:

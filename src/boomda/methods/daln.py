@@ -29,6 +29,8 @@ class DALNOptions(AdversarialOptions):
 
 class DALN(AdversarialMethod):
     name = "daln"
+    table_rank = 4
+    baseline = True
     Options = DALNOptions
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:

@@ -20,6 +20,8 @@ from boomda.nn.net import MultimodalNet
 
 class DANN(AdversarialMethod):
     name = "dann"
+    table_rank = 1
+    baseline = True
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:
         super().__init__(net, config)

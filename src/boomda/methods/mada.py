@@ -48,6 +48,8 @@ class MADAOptions(AdversarialOptions):
 
 class MADA(AdversarialMethod):
     name = "mada"
+    table_rank = 3
+    baseline = True
     Options = MADAOptions
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:

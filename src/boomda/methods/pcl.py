@@ -47,6 +47,8 @@ class PCLOptions(AdversarialOptions):
 
 class PCL(AdversarialMethod):
     name = "pcl"
+    table_rank = 5
+    baseline = True
     Options = PCLOptions
     #: ``trade_off`` from 0.03 to 10 at the authors' contrastive weight, and a ten times larger
     #: contrastive weight ``pcl_weight`` at the default ``trade_off``; the default first

@@ -51,12 +51,10 @@ from boomda.report.tables import _LEAD_COLUMNS as _LEAD_COLUMNS
 from boomda.report.tables import _PAPER_NAMES as _PAPER_NAMES
 from boomda.report.tables import _RESULT_DUPLICATES as _RESULT_DUPLICATES
 from boomda.report.tables import (
-    ABLATION,
     AVERAGE,
     DEFAULT_VALIDATOR,
     METRICS,
     NO_VALUE,
-    PAPER_ORDER,
     SelectionTask,
     Stat,
     Table,
@@ -87,7 +85,7 @@ __all__ = [
     # records
     "DONE", "FAILED", "MISSING", "RunRecord", "read_run", "collect_runs", "flatten",
     # tables
-    "DEFAULT_VALIDATOR", "AVERAGE", "NO_VALUE", "PAPER_ORDER", "ABLATION", "METRICS",
+    "DEFAULT_VALIDATOR", "AVERAGE", "NO_VALUE", "METRICS",
     "results_table", "write_csv", "Stat", "Table", "subset_order", "aggregate", "render_table1",
     "render_table2", "comparability", "method_order", "SelectionTask", "is_default_point",
     "selection_tasks", "render_selection",

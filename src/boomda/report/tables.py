@@ -24,6 +24,7 @@ import yaml
 
 from boomda.atomic import atomic_write_text
 from boomda.errors import BoomdaError
+from boomda.registry import ablation_marks, table_order
 from boomda.report.records import (
     DONE,
     FAILED,
@@ -38,12 +39,6 @@ DEFAULT_VALIDATOR = "im"
 AVERAGE = "ave."
 NO_VALUE = "–"
 
-#: the paper's Table 1 row order, with the ablation variants just before the full method
-PAPER_ORDER = ["dt", "dann", "dada", "mada", "daln", "pcl", "cdan", "ca", "pl", "uniform",
-               "boomda"]
-#: Table 2 variants, in the paper's row order -> (uses CA, uses PL)
-ABLATION = {"dt": (False, False), "ca": (True, False), "pl": (False, True),
-            "uniform": (True, True), "boomda": (True, True)}
 _PAPER_NAMES = {"dt": "D.T.", "dann": "DANN", "dada": "DADA", "mada": "MADA", "daln": "DALN",
                 "pcl": "PCL", "cdan": "CDAN", "boomda": "Boomda"}
 #: metric name -> what the table shows
@@ -272,7 +267,8 @@ def render_table2(table: Table) -> str | None:
     """Paper Table 2 layout (the ablation) with CA / PL marks, or None unless the table holds
     ``dt``, ``boomda`` and at least one other ablation variant (a variant run with different
     settings has a row per setting)."""
-    variants = [v for v in ABLATION if any(table.base(r) == v for r in table.rows)]
+    ablation = ablation_marks()
+    variants = [v for v in ablation if any(table.base(r) == v for r in table.rows)]
     if not {"dt", "boomda"} <= set(variants) or len(variants) < 3:
         return None
 
@@ -280,7 +276,7 @@ def render_table2(table: Table) -> str | None:
         return "✓" if used else "✗"
 
     rows = [r for v in variants for r in table.rows if table.base(r) == v]
-    lead = {r: [table.name(r), *(mark(u) for u in ABLATION[table.base(r)])] for r in rows}
+    lead = {r: [table.name(r), *(mark(u) for u in ablation[table.base(r)])] for r in rows}
     text = _render(table.restrict(rows), ["Variant", "CA", "PL"], lead)
     if "uniform" in variants:
         text += "\n`uniform` is CA + PL without balancing: γ_1 = … = γ_{M+1} = 1/(M+1)."
@@ -312,12 +308,10 @@ def comparability(records: Sequence[RunRecord]) -> list[str]:
 
 
 def method_order(records: Sequence[RunRecord]) -> list[str]:
-    """The table rows present: methods in the paper's order, then any others by first
-    appearance; a method's rows (sweep points, settings) follow it in order of first
-    appearance."""
-    present = _first_appearance([r.method for r in records if r.method])
-    methods = [m for m in PAPER_ORDER if m in present] + [m for m in present
-                                                         if m not in PAPER_ORDER]
+    """The table rows present: methods in the paper's order (their ``table_rank``), then any
+    others by first appearance; a method's rows (sweep points, settings) follow it in order of
+    first appearance."""
+    methods = table_order(_first_appearance([r.method for r in records if r.method]))
     method_of = {r.row: r.method for r in records if r.method}
     return [row for m in methods for row in method_of if method_of[row] == m]
 
