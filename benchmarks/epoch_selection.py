@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from boomda.config import RunConfig, load_yaml_mapping  # noqa: E402
+from boomda.data.load import build_pair  # noqa: E402
 from boomda.estimator import DomainAdapter  # noqa: E402
 from boomda.evaluate import predict_logits, weighted_f1  # noqa: E402
-from boomda.run import build_pair  # noqa: E402
 from boomda.select import information_maximization, softmax  # noqa: E402
 
 

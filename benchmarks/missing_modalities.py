@@ -28,7 +28,7 @@ import torch
 from boomda import DomainAdapter
 from boomda.atomic import atomic_write_text
 from boomda.config import RunConfig
-from boomda.run import build_pair
+from boomda.data.load import build_pair
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
 

@@ -28,7 +28,7 @@ import torch
 import boomda
 from boomda import DomainAdapter
 from boomda.config import RunConfig
-from boomda.run import build_pair
+from boomda.data.load import build_pair
 
 METHODS = ["dt", "uniform", "boomda", "dann", "cdan", "mada", "daln", "pcl", "dada"]
 

@@ -139,12 +139,12 @@ def test_every_bad_input_ends_in_one_line(files, capsys, argv, fragment):
 
 
 def test_an_unexpected_error_is_one_line_too(files, capsys, monkeypatch):
-    import boomda.run
+    import boomda.data.load
 
     def broken(*args, **kwargs):
         raise RuntimeError("deep inside\ntorch")
 
-    monkeypatch.setattr(boomda.run, "build_pair", broken)
+    monkeypatch.setattr(boomda.data.load, "build_pair", broken)
     code, err = _call(["run", "--no-progress"], capsys)
     assert code == 2
     assert err.strip() == ("boomda: error: unexpected RuntimeError: deep inside torch (a bug or an "

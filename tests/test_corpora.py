@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from boomda.config import RunConfig
+from boomda.data.raw_config import check_raw_config
 from boomda.data.readers import (
     iemocap_speaker_half,
     read_iemocap,
@@ -16,6 +17,7 @@ from boomda.data.readers import (
     read_msp_improv,
 )
 from boomda.errors import ConfigError, DataError
+from boomda.resolve import resolve
 from tests import rawcorpus as rc
 
 pytest.importorskip("av")
@@ -185,7 +187,7 @@ def test_video_crop_option_is_checked():
     assert RunConfig.from_dict({"raw": section}).raw.video_crop == "speaker"
     assert RunConfig.from_dict({"raw": {**section, "video_crop": "full"}}).raw.video_crop == "full"
     with pytest.raises(ConfigError, match=r"raw\.video_crop .*speaker or full"):
-        RunConfig.from_dict({"raw": {**section, "video_crop": "face"}})
+        resolve(RunConfig.from_dict({"raw": {**section, "video_crop": "face"}}))
 
 
 def test_class_counts_of_both_label_protocols(tmp_path):
@@ -211,7 +213,7 @@ def test_readers_registry_is_what_the_config_and_read_corpus_use(tmp_path, monke
                               "t": {"signal": "text", "backbone": "c"}}}
     with pytest.raises(ConfigError, match="corpus must be iemocap, msp-improv or manifest, "
                                           "got 'fake'"):
-        RunConfig.from_dict({"raw": section})
+        resolve(RunConfig.from_dict({"raw": section}))
 
     calls = []
 
@@ -222,17 +224,17 @@ def test_readers_registry_is_what_the_config_and_read_corpus_use(tmp_path, monke
 
     monkeypatch.setitem(READERS, "fake", read_fake)
     raw = RunConfig.from_dict({"raw": section}).raw
-    raw.validate()
+    check_raw_config(raw)
     corpus = read_corpus(raw, ["audio", "text"])
     assert calls == [(str(tmp_path / "fake"), ["audio", "text"])]
     assert corpus.name == "fake" and [item.id for item in corpus.items] == ["u0"]
     with pytest.raises(ConfigError, match="must be iemocap, msp-improv, manifest or fake, "
                                           "got 'other'"):
-        RunConfig.from_dict({"raw": {**section, "corpus": "other"}})
+        resolve(RunConfig.from_dict({"raw": {**section, "corpus": "other"}}))
     monkeypatch.undo()
     assert "fake" not in READERS
     with pytest.raises(ConfigError, match="got 'fake'"):
-        raw.validate()
+        check_raw_config(raw)
 
 
 def test_each_built_in_corpus_has_its_reader_module():

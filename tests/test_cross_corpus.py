@@ -17,8 +17,10 @@ pytest.importorskip("av")
 pytest.importorskip("soundfile")
 
 from boomda.config import RunConfig  # noqa: E402
+from boomda.data.raw_config import corpus_config, modality_configs  # noqa: E402
 from boomda.data.raw_pair import build_raw_pair, read_corpus  # noqa: E402
 from boomda.errors import ConfigError, DataError  # noqa: E402
+from boomda.resolve import resolve  # noqa: E402
 from boomda.run import run_experiment  # noqa: E402
 from tests import rawcorpus as rc  # noqa: E402
 
@@ -162,7 +164,7 @@ def test_real_target_is_not_corrupted_unless_asked(corpora):
     raw_pair = build_raw_pair(_raw(section), seed=3, holdout=0.0)
     assert raw_pair.info["corruptions"] == dict.fromkeys(MODALITIES, "none")
     raw = _raw(section)
-    items = {it.id: it for it in read_corpus(raw.corpus_config("target"),
+    items = {it.id: it for it in read_corpus(corpus_config(raw, "target"),
                                              ["audio", "text", "video"]).items}
     first = items[raw_pair.ids["target"][0]]
     for m, pipeline in raw_pair.pipelines.items():
@@ -212,8 +214,8 @@ def test_cache_is_shared_by_both_corpora_and_keyed_per_corpus(corpora, tmp_path)
     pair = build_raw_pair(_raw(section), seed=0, holdout=0.0)
     assert pair.info["cache"]["misses"] == 2 * (24 + 24) and pair.info["cache"]["hits"] == 0
     raw = _raw(section)
-    a = read_corpus(raw.corpus_config("source"), ["audio", "text"]).items[0]
-    b = read_corpus(raw.corpus_config("target"), ["audio", "text"]).items[0]
+    a = read_corpus(corpus_config(raw, "source"), ["audio", "text"]).items[0]
+    b = read_corpus(corpus_config(raw, "target"), ["audio", "text"]).items[0]
     assert (a.id, a.audio, a.text) == (b.id, b.audio, b.text) and a.corpus != b.corpus
     assert a.corpus == f"manifest:{manifest.resolve()}"
     for pipeline in pair.pipelines.values():
@@ -241,8 +243,8 @@ def test_each_corpus_keeps_its_own_options(corpora, tmp_path):
                                                          "angry": 1}
     assert len(raw_pair.pair.target) == 3 and info["n_utterances"] == 24 + 3
     assert raw_pair.pair.target.labels.tolist() == [0, 2, 3]
-    assert _raw(section).corpus_config("source").merge_excited
-    assert not _raw(section).corpus_config("target").merge_excited
+    assert corpus_config(_raw(section), "source").merge_excited
+    assert not corpus_config(_raw(section), "target").merge_excited
 
 
 def test_two_corpus_config_errors_are_one_line(corpora):
@@ -269,7 +271,7 @@ def test_two_corpus_config_errors_are_one_line(corpora):
         if bad.get("target") is None:
             del bad["target"]
         with pytest.raises(ConfigError) as error:
-            RunConfig.from_dict({"raw": bad})
+            resolve(RunConfig.from_dict({"raw": bad}))
         assert message in str(error.value), (change, str(error.value))
         assert "\n" not in str(error.value)
 
@@ -279,10 +281,10 @@ def test_example_cross_corpus_config_parses():
     config = RunConfig.from_yaml(root / "iemocap-to-msp-improv.yaml")
     raw = config.raw
     assert raw.is_pair and raw.label == "iemocap->msp-improv"
-    source, target = raw.corpus_config("source"), raw.corpus_config("target")
+    source, target = corpus_config(raw, "source"), corpus_config(raw, "target")
     assert (source.corpus, target.corpus) == ("iemocap", "msp-improv")
     assert source.merge_excited and source.skip_missing
-    specs = raw.modality_configs()
+    specs = modality_configs(raw)
     assert [s.signal for s in specs.values()] == ["audio", "video", "text"]
     assert all(s.corruption == "none" for s in specs.values())
     assert all("/" in s.backbone and not Path(s.backbone).exists() for s in specs.values())

@@ -14,12 +14,14 @@ pytest.importorskip("av")
 pytest.importorskip("soundfile")
 
 from boomda.config import RawDataConfig, RunConfig, TrainConfig  # noqa: E402
+from boomda.data.raw_config import modality_configs  # noqa: E402
 from boomda.data.raw_pair import build_raw_pair  # noqa: E402
 from boomda.data.signals import item_rng, load_audio  # noqa: E402
 from boomda.errors import ConfigError, DataError  # noqa: E402
 from boomda.estimator import DomainAdapter  # noqa: E402
 from boomda.methods import build_method  # noqa: E402
 from boomda.nn.net import MultimodalNet  # noqa: E402
+from boomda.resolve import resolve  # noqa: E402
 from boomda.run import run_experiment  # noqa: E402
 from tests import rawcorpus as rc  # noqa: E402
 
@@ -202,7 +204,8 @@ def test_cached_run_gives_identical_results(corpora, tmp_path):
 
 def test_raw_config_and_input_errors_are_clear(corpora, tmp_path):
     with pytest.raises(ConfigError, match="at least 2 modalities"):
-        RunConfig.from_dict({"raw": {"path": "x", "modalities": {"a": {"backbone": "b"}}}})
+        resolve(RunConfig.from_dict({"raw": {"path": "x",
+                                             "modalities": {"a": {"backbone": "b"}}}}))
     bad = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
     bad["modalities"]["acoustic"]["corruption"] = "mask_words:fraction=0.4"
     with pytest.raises(ConfigError, match="applies to text, not audio"):
@@ -217,7 +220,7 @@ def test_raw_config_and_input_errors_are_clear(corpora, tmp_path):
     with pytest.raises(ConfigError, match="encoder must be textcnn or lstm"):
         bad_encoder = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "")
         bad_encoder["modalities"]["visual"]["encoder"] = "gru"
-        RunConfig.from_dict({"raw": bad_encoder})
+        resolve(RunConfig.from_dict({"raw": bad_encoder}))
     long = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], "",
                          max_tokens=100)
     with pytest.raises(ConfigError, match="max_tokens = 100 exceeds the 64 positions"):
@@ -345,16 +348,16 @@ def test_example_raw_configs_parse():
     root = Path(__file__).resolve().parents[1] / "configs"
     iemocap = RunConfig.from_yaml(root / "iemocap.yaml")
     assert iemocap.raw.corpus == "iemocap"
-    specs = iemocap.raw.modality_configs()
+    specs = modality_configs(iemocap.raw)
     assert [s.signal for s in specs.values()] == ["audio", "video", "text"]
     assert all(s.trainable_layers == 3 for s in specs.values())
     assert iemocap.raw.video_crop == "speaker" and iemocap.raw.skip_missing
     assert not iemocap.raw.merge_excited
     manifest = RunConfig.from_yaml(root / "manifest.yaml")
-    assert list(manifest.raw.modality_configs()) == ["acoustic", "lexical"]
+    assert list(modality_configs(manifest.raw)) == ["acoustic", "lexical"]
     msp = RunConfig.from_yaml(root / "msp-improv.yaml")
     assert msp.raw.corpus == "msp-improv" and msp.raw.transcripts == ""
-    assert [s.signal for s in msp.raw.modality_configs().values()] == ["audio", "video", "text"]
+    assert [s.signal for s in modality_configs(msp.raw).values()] == ["audio", "video", "text"]
 
 
 @pytest.mark.slow
@@ -481,7 +484,7 @@ def test_speaker_half_of_the_split_screen_reaches_the_image_backbone(corpora):
     from boomda.data.raw_pair import read_corpus
 
     raw = _raw(corpora, "iemocap", "")
-    visual = SignalPipeline("visual", raw.modality_configs()["visual"], raw, None,
+    visual = SignalPipeline("visual", modality_configs(raw)["visual"], raw, None,
                             torch.device("cpu"))
     items = {item.id: item for item in read_corpus(raw, ["video"]).items}
     full_raw = _raw(corpora, "iemocap", "", video_crop="full")
@@ -575,7 +578,7 @@ def test_signal_pipeline_builds_the_class_of_its_signal(corpora):
     )
 
     raw = _raw(corpora, "manifest", "")
-    specs = raw.modality_configs()
+    specs = modality_configs(raw)
     device = torch.device("cpu")
     for name, spec in specs.items():
         built = SignalPipeline(name, spec, raw, None, device)

@@ -436,6 +436,7 @@ def test_pipeline_registry_one_class_per_signal():
         parse_corruption,
         pipeline_class,
     )
+    from boomda.resolve import resolve
 
     assert PIPELINES == {"audio": AudioPipeline, "video": VideoPipeline, "text": TextPipeline}
     assert all(issubclass(cls, SignalPipeline) for cls in PIPELINES.values())
@@ -455,4 +456,4 @@ def test_pipeline_registry_one_class_per_signal():
                                            "s": {"signal": "smell", "backbone": "c"}}}
     with pytest.raises(ConfigError, match=r"raw\.modalities\.s\.signal must be audio, video or "
                                           r"text, got 'smell'"):
-        RunConfig.from_dict({"raw": section})
+        resolve(RunConfig.from_dict({"raw": section}))

@@ -13,12 +13,13 @@ from boomda import rundir
 from boomda.cli import main
 from boomda.config import RunConfig, TrainConfig
 from boomda.data.container import MultimodalData
+from boomda.data.load import build_pair
 from boomda.data.pair import DomainPair
 from boomda.errors import BoomdaError, ConfigError
 from boomda.estimator import DomainAdapter
 from boomda.methods import METHODS
 from boomda.methods.base import PRESET_SIZE
-from boomda.run import build_pair, resume_experiment
+from boomda.run import resume_experiment
 from boomda.select import VALIDATORS, cross_entropy, score_model, softmax
 from boomda.tune import (
     POINTS,

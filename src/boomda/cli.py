@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boomda.config import (
     DEFAULT_MODALITIES,
@@ -19,6 +19,9 @@ from boomda.config import (
 )
 from boomda.errors import BoomdaError, ConfigError, DataError
 from boomda.launch import TERMINAL_ENV, check_parallel, launch_torchrun
+
+if TYPE_CHECKING:
+    from boomda.resolve import ResolvedRun
 
 
 class _Parser(argparse.ArgumentParser):
@@ -338,6 +341,14 @@ def _run_options(args: argparse.Namespace, config: RunConfig) -> None:
         config.checkpoint_every = args.checkpoint_every
 
 
+def _resolve(config: RunConfig, args: argparse.Namespace) -> ResolvedRun:
+    """``config`` checked once (:func:`boomda.resolve.resolve`), errors naming the config
+    file ``--config`` when one was given."""
+    from boomda.resolve import resolve
+
+    return resolve(config, str(args.config) if args.config else "config")
+
+
 def _run(args: argparse.Namespace) -> int:
     from boomda import distributed
     from boomda.run import resume_experiment, run_experiment
@@ -375,7 +386,8 @@ def _run(args: argparse.Namespace) -> int:
         config = build_config(args)
         _set_threads(args.threads, config.raw is not None)
         try:
-            result = run_experiment(config, progress=_progress(args), overwrite=args.overwrite)
+            result = run_experiment(_resolve(config, args), progress=_progress(args),
+                                    overwrite=args.overwrite)
         finally:
             distributed.teardown()
     if result is not None:  # None: a data-parallel rank other than 0
@@ -414,8 +426,9 @@ def _run_tuned(args: argparse.Namespace) -> int:
         config = build_config(args)
         _set_threads(args.threads, config.raw is not None)
         points = parse_sweep(args.sweep, config.train.method) if args.sweep else None
-        result = run_tuned(config, args.select, points, workers=workers, threads=args.threads,
-                           progress=_progress(args), overwrite=args.overwrite)
+        result = run_tuned(_resolve(config, args), args.select, points, workers=workers,
+                           threads=args.threads, progress=_progress(args),
+                           overwrite=args.overwrite)
     selection = Selection.from_dict(result.results["selection"])
     print(result.summary.summary(result.folder))
     print(f"tuned           {len(selection.labels)} points, chosen by {selection.validator} "
@@ -568,9 +581,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _diagnose(args: argparse.Namespace) -> int:
     from boomda import rundir
+    from boomda.data.load import split_seed
     from boomda.diagnose import diagnose
     from boomda.estimator import DomainAdapter
-    from boomda.run import _prepare, split_seed
+    from boomda.resolve import resolve
+    from boomda.run import prepare
 
     model = args.model
     if args.run is not None:
@@ -590,15 +605,18 @@ def _diagnose(args: argparse.Namespace) -> int:
         resolved = rundir.read_yaml_mapping(folder / rundir.CONFIG)
         for key in ("run", "environment", "pair", "tune"):  # tune: a tuned run's sweep
             resolved.pop(key, None)
-        config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
+        where = str(folder / rundir.CONFIG)
+        run = resolve(RunConfig.from_dict(resolved, where=where), where)
     else:
         config = data_config(args)  # the pair as boomda run builds it
         if args.seed is not None:
             config.train.seed = args.seed
-    pair, _ = _prepare(config, progress=_progress(args))
+        run = _resolve(config, args)
+    run, data = prepare(run, progress=_progress(args))
+    pair = data.pair
     adapter = DomainAdapter.load(model, device="cpu") if model is not None else None
     try:
-        result = diagnose(pair.source, pair.target, adapter, seed=split_seed(config))
+        result = diagnose(pair.source, pair.target, adapter, seed=split_seed(run.config))
     except DataError as exc:
         raise DataError(f"{model}: {exc}" if model is not None else str(exc)) from None
     print(result.table())

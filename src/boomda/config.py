@@ -202,12 +202,6 @@ class RawModalityConfig:
     corruption: str = "default"
 
 
-def _one_of(registry: Mapping[str, Any]) -> str:
-    """The names of a registry as ``"a, b or c"``."""
-    names = list(registry)
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
 #: the options of one corpus; in a two-corpus config they go under ``raw.source`` and
 #: ``raw.target``, everything else in ``raw`` is shared by both corpora
 CORPUS_OPTIONS = ("corpus", "path", "classes", "sessions", "merge_excited", "transcripts",
@@ -242,6 +236,9 @@ class RawDataConfig:
     where the frozen backbone outputs are cached (empty: no cache); ``cache_dtype``: float16
     (half the disk and memory) or float32. ``allow_download``: false never fetches a backbone
     given by hub id (it must be in the Hugging Face cache already), as ``HF_HUB_OFFLINE=1`` does.
+
+    This is the schema only: the corpus, the signals and the option values are checked against
+    the data registries by :func:`boomda.data.raw_config.check_raw_config`.
     """
 
     corpus: str = "manifest"
@@ -262,30 +259,6 @@ class RawDataConfig:
     cache_dtype: str = "float16"
     allow_download: bool = True
 
-    def modality_configs(self, where: str = "raw") -> dict[str, RawModalityConfig]:
-        """``modalities`` as typed configs; raises naming the first bad entry."""
-        from boomda.data.pipelines import PIPELINES  # the signal kinds
-
-        if not isinstance(self.modalities, Mapping) or len(self.modalities) < 2:
-            raise ConfigError(f"{where}.modalities: name at least 2 modalities, each with a "
-                              f"signal and a backbone (folder or hub id)")
-        out = {}
-        for name, raw in self.modalities.items():
-            spec = _build(RawModalityConfig, raw or {}, f"{where}.modalities.{name}")
-            if self.is_pair and "corruption" not in (raw or {}):
-                spec.corruption = "none"  # a real target corpus is corrupted only when asked
-            if spec.signal not in PIPELINES:
-                raise ConfigError(f"{where}.modalities.{name}.signal must be "
-                                  f"{_one_of(PIPELINES)}, got {spec.signal!r}")
-            if spec.encoder not in ("", "textcnn", "lstm"):
-                raise ConfigError(f"{where}.modalities.{name}.encoder must be textcnn or lstm "
-                                  f"(empty: the paper's for the signal), got {spec.encoder!r}")
-            if not spec.backbone:
-                raise ConfigError(f"{where}.modalities.{name}.backbone: give the local folder "
-                                  f"or the Hugging Face hub id of a transformers model")
-            out[str(name)] = spec
-        return out
-
     @property
     def is_pair(self) -> bool:
         """Whether this is a two-corpus config (``source`` and ``target`` given)."""
@@ -297,61 +270,6 @@ class RawDataConfig:
         if not self.is_pair:
             return self.corpus
         return "->".join(str(getattr(self, side).get("corpus", "?")) for side in PAIR_SIDES)
-
-    def corpus_config(self, side: str, where: str = "raw") -> RawDataConfig:
-        """The one-corpus config of ``side`` (``source`` or ``target``) of a two-corpus config:
-        the shared settings with that corpus's options; raises naming the first bad option."""
-        here = f"{where}.{side}"
-        section = getattr(self, side)
-        if not isinstance(section, Mapping) or not section:
-            raise ConfigError(f"{here}: a two-corpus config needs both {where}.source and "
-                              f"{where}.target, each a mapping with the corpus and its path")
-        check_keys(section, CORPUS_OPTIONS, here, message=lambda key: (
-            f"{here}: unknown option {key!r}; a corpus's options are "
-            f"{', '.join(CORPUS_OPTIONS)}; the modalities, backbones, cache and preparation "
-            f"settings are shared by both corpora and go in {where}"))
-        defaults = RawDataConfig()
-        one = dataclasses.replace(self, source={}, target={},
-                                  **{k: getattr(defaults, k) for k in CORPUS_OPTIONS})
-        assign(one, section, here)
-        one._check_corpus(here)
-        return one
-
-    def validate(self, where: str = "raw") -> None:
-        """Raise :class:`ConfigError` naming the first bad option."""
-        if self.is_pair:
-            defaults = RawDataConfig()
-            at_top = [k for k in CORPUS_OPTIONS if getattr(self, k) != getattr(defaults, k)]
-            if at_top:
-                raise ConfigError(f"{where}.{at_top[0]}: with {where}.source and "
-                                  f"{where}.target, each corpus's options go under them, not "
-                                  f"in {where}")
-            for side in PAIR_SIDES:
-                self.corpus_config(side, where)
-        else:
-            self._check_corpus(where)
-        self.modality_configs(where)
-        _check(self.max_seconds > 0, f"{where}.max_seconds", "must be positive", self.max_seconds)
-        _check(self.n_frames >= 1, f"{where}.n_frames", "must be at least 1", self.n_frames)
-        _check(self.max_tokens >= 2, f"{where}.max_tokens", "must be at least 2",
-               self.max_tokens)
-        _check(self.cache_dtype in ("float16", "float32"), f"{where}.cache_dtype",
-               "must be float16 or float32", self.cache_dtype)
-
-    def _check_corpus(self, where: str) -> None:
-        """Check the options of the one corpus this config names (:data:`CORPUS_OPTIONS`)."""
-        from boomda.data.readers import READERS  # the corpus names
-
-        if self.corpus not in READERS:
-            raise ConfigError(f"{where}.corpus must be {_one_of(READERS)}, got {self.corpus!r}")
-        if not self.path:
-            raise ConfigError(f"{where}.path: give the corpus folder (the CSV for a manifest)")
-        _check(self.video_crop in ("speaker", "full"), f"{where}.video_crop",
-               "must be speaker or full", self.video_crop)
-        for s in self.sessions:
-            _check(str(s).isdigit(), f"{where}.sessions", "must be session numbers",
-                   self.sessions)
-
 
 @dataclass
 class LoggingConfig:
@@ -391,6 +309,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> RunConfig:
+        """The config a mapping (a YAML file's) describes, ``where`` naming it in errors: the
+        keys, the value types and the options checked without the method and data registries
+        (those: :func:`boomda.resolve.resolve`)."""
         check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
         data.validate(f"{where}.data")
@@ -416,7 +337,6 @@ class RunConfig:
         raw_data = None
         if raw.get("raw") is not None:
             raw_data = _build(RawDataConfig, raw["raw"], f"{where}.raw")
-            raw_data.validate(f"{where}.raw")
         tags = raw.get("tags") or {}
         if not isinstance(tags, Mapping):
             raise ConfigError(f"{where}.tags: expected a mapping")
@@ -525,9 +445,13 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> i
     return size
 
 
-def _check(ok: bool, name: str, message: str, value: Any) -> None:
+def check_option(ok: bool, name: str, message: str, value: Any) -> None:
+    """A :class:`ConfigError` ``option NAME MESSAGE, got VALUE`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"option {name} {message}, got {value!r}")
+
+
+_check = check_option
 
 
 def check_keys(raw: Mapping[str, Any], allowed: Sequence[str], where: str, what: str = "option",

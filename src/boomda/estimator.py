@@ -75,6 +75,17 @@ class DomainAdapter:
         self.metadata: dict = {}
         #: the points tried and the one chosen, after a fit with ``select``
         self.selection: Selection | None = None
+        #: the settings and method options already checked (:meth:`from_checked`), or None
+        self._checked: tuple[TrainConfig, object] | None = None
+
+    @classmethod
+    def from_checked(cls, config: TrainConfig, options: object) -> DomainAdapter:
+        """An adapter for training settings already checked, with ``options`` their method's
+        parsed options (as :func:`boomda.methods.check_config` returns them; a run checks its
+        config once, :func:`boomda.resolve.resolve`): they are not checked again."""
+        adapter = cls(config)
+        adapter._checked = (config, options)
+        return adapter
 
     # ------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict:
@@ -86,6 +97,7 @@ class DomainAdapter:
 
     def set_params(self, **params) -> DomainAdapter:
         """Set constructor arguments (checked by the next :meth:`fit`); returns ``self``."""
+        self._checked = None
         for key, value in params.items():
             if key == "config":
                 self._config_param = value
@@ -111,6 +123,8 @@ class DomainAdapter:
         return self._device
 
     def _resolve_config(self) -> TrainConfig:
+        if self._checked is not None:
+            return self._checked[0]
         given = self._config_param
         if given is not None and not isinstance(given, TrainConfig):
             raise ConfigError(f"config: expected a TrainConfig, got {type(given).__name__}")
@@ -154,7 +168,12 @@ class DomainAdapter:
         if len(pair.modalities) < 2:
             raise DataError(f"a multimodal model needs at least 2 modalities, got "
                             f"{pair.modalities}")
-        check_config(cfg, n_modalities=len(pair.modalities))
+        if self._checked is None:
+            check_config(cfg, n_modalities=len(pair.modalities))
+        else:
+            check = getattr(self._checked[1], "check_modalities", None)
+            if check is not None:
+                check(len(pair.modalities))
         if self.select is not None or self.sweep is not None:
             if checkpoint is not None or resume is not None:
                 raise ConfigError("checkpoint/resume: apply to one training run, not to a "

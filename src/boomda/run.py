@@ -1,5 +1,6 @@
-"""One experiment run: build the domain pair from a :class:`RunConfig`, train, evaluate, and write
-the run folder (resolved config, per-step metrics, results, checkpoint)."""
+"""One experiment run: resolve a :class:`RunConfig` once (:func:`boomda.resolve.resolve`), load
+its data (:func:`boomda.data.load.load_run_data`), train, evaluate, and write the run folder
+(resolved config, per-step metrics, results, checkpoint)."""
 
 from __future__ import annotations
 
@@ -22,28 +23,12 @@ from boomda import distributed, rundir
 from boomda.atomic import atomic_write, atomic_write_text
 from boomda.board import TensorBoardLog, require_tensorboard
 from boomda.config import RunConfig
-from boomda.data.files import file_pair, load_dataset, no_shift_warning, protocol_pair
-from boomda.data.pair import DomainPair
+from boomda.data.files import no_shift_warning
+from boomda.data.load import RunData, load_run_data, split_seed
 from boomda.errors import BoomdaError
 from boomda.estimator import DomainAdapter
-from boomda.methods import check_config
+from boomda.resolve import ResolvedRun, resolve
 from boomda.train import StepLog
-
-
-def build_pair(config: RunConfig) -> DomainPair:
-    """The domain pair a run config describes: a real pair of files (``data.source`` /
-    ``data.target``), or one data set split and shifted by the paper's protocol."""
-    data = config.data
-    if data.is_pair:
-        return file_pair(data.source, data.target, data.modalities, holdout=data.holdout,
-                         seed=split_seed(config), shifts=data.shifts)
-    return protocol_pair(load_dataset(data.dataset), data.modalities, data.shifts,
-                         seed=split_seed(config), holdout=data.holdout, name=data.dataset)
-
-
-def split_seed(config: RunConfig) -> int:
-    """The seed of the split and the target shifts: ``data.split_seed``, else the training seed."""
-    return config.train.seed if config.data.split_seed is None else int(config.data.split_seed)
 
 
 def environment() -> dict:
@@ -80,34 +65,21 @@ def default_run_name(config: RunConfig) -> str:
                                    config.train.seed)
 
 
-def _prepare(config: RunConfig, progress: bool):
-    """The domain pair (and the backbone encoders of a raw corpus) of ``config``; fills in the
-    config's resolved data settings."""
-    check_config(config.train)
-    if config.logging.tensorboard:  # before the data are prepared
+def prepare(config: RunConfig | ResolvedRun, *,
+            progress: bool = False) -> tuple[ResolvedRun, RunData]:
+    """The resolved run of ``config`` with the data settings its data fill in
+    (:meth:`ResolvedRun.with_data`), and its data; the method's options are checked against
+    the pair's modalities."""
+    resolved = resolve(config)
+    if resolved.config.logging.tensorboard:  # before the data are prepared
         require_tensorboard()
-    encoders = None
-    if config.raw is not None:
-        from boomda.data.raw_pair import build_raw_pair
-        from boomda.runtime import resolve_device
-
-        raw_pair = build_raw_pair(config.raw, seed=split_seed(config),
-                                  holdout=config.data.holdout,
-                                  device=resolve_device(config.train.device), progress=progress)
-        pair, encoders = raw_pair.pair, raw_pair.encoders
-        config.data.dataset = f"raw:{config.raw.label}"
-        config.data.modalities = list(pair.modalities)
-        config.data.shifts = dict(pair.info["corruptions"])
-    else:
-        pair = build_pair(config)
-    check_config(config.train, n_modalities=len(pair.modalities))
-    if not config.data.modalities:
-        config.data.modalities = list(pair.modalities)
-    return pair, encoders
+    data = load_run_data(resolved.config, progress=progress)
+    resolved.check_modalities(len(data.pair.modalities))
+    return resolved.with_data(data.dataset, data.modalities, data.shifts), data
 
 
 def run_experiment(
-    config: RunConfig,
+    config: RunConfig | ResolvedRun,
     *,
     progress: bool = False,
     on_step: Callable[[StepLog], None] | None = None,
@@ -115,42 +87,43 @@ def run_experiment(
 ) -> RunResult | None:
     """Train and evaluate one configuration and write its run folder under ``config.out``.
 
-    The folder (``config.name``, else a name that cannot collide) is created exclusively: an
+    ``config`` is resolved once (:func:`boomda.resolve.resolve`) and never changed. The folder
+    (``config.name``, else a name that cannot collide) is created exclusively: an
     existing one is an error unless ``overwrite``. Contents: see :mod:`boomda.rundir`. Every
     final file appears atomically; a killed run keeps its last checkpoint, from which
     :func:`resume_experiment` continues it. In data-parallel training (:mod:`boomda.distributed`)
     rank 0 writes the folder and returns the result; the other ranks train and return None.
     """
     wall_start = time.perf_counter()
-    fingerprint = rundir.config_fingerprint(config)
-    check_config(config.train)
-    given_device = config.train.device
-    config.train.device = distributed.setup(given_device)
+    resolved = resolve(config)
+    fingerprint = rundir.config_fingerprint(resolved.config)
+    given_device = resolved.train.device
+    resolved = resolved.with_device(distributed.setup(given_device))
     if not distributed.is_writer():
-        return _follow(config, None)
-    if config.name is not None:  # a bad name fails before the data are prepared
-        _check_name(config)
-    pair, encoders = _prepare(config, progress)
-    name = config.name or default_run_name(config)
-    folder = rundir.create_run_folder(Path(config.out) / name, overwrite=overwrite)
-    same = no_shift_warning(pair)
+        return _follow(resolved, None)
+    if resolved.config.name is not None:  # a bad name fails before the data are prepared
+        _check_name(resolved.config)
+    resolved, data = prepare(resolved, progress=progress)
+    name = resolved.config.name or default_run_name(resolved.config)
+    folder = rundir.create_run_folder(Path(resolved.config.out) / name, overwrite=overwrite)
+    same = no_shift_warning(data.pair)
     if same is not None:
         import warnings
 
         warnings.warn(same, stacklevel=2)
     with rundir.run_lock(folder):
         identity = rundir.identity(rundir.new_run_id(), fingerprint, name)
-        settings = config.to_dict()
+        settings = resolved.config.to_dict()
         settings["train"]["device"] = given_device  # as asked; each rank's: processes
         # the fingerprint of the settings as config.yaml holds them (read back from the YAML
         # text): --resume refuses a config.yaml edited since
         identity["settings_fingerprint"] = rundir.config_fingerprint(
             yaml.safe_load(yaml.safe_dump(settings)))
-        resolved = {**settings, "run": identity, "environment": environment(),
-                    "pair": pair.info}
-        atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved, sort_keys=False))
-        return _train(config, pair, encoders, folder, identity, None, progress, on_step,
-                      wall_start)
+        resolved_yaml = {**settings, "run": identity, "environment": environment(),
+                         "pair": data.pair.info}
+        atomic_write_text(folder / rundir.CONFIG, yaml.safe_dump(resolved_yaml,
+                                                                 sort_keys=False))
+        return _train(resolved, data, folder, identity, None, progress, on_step, wall_start)
 
 
 def _check_name(config: RunConfig) -> None:
@@ -221,9 +194,10 @@ def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult
                           f"started (they no longer match its checkpoint's); --resume continues "
                           f"a run only with the settings it started with: start a new run "
                           f"instead")
-    config.train.device = distributed.setup(config.train.device)
+    run = resolve(config, where=str(folder / rundir.CONFIG))
+    run = run.with_device(distributed.setup(run.train.device))
     if not distributed.is_writer():
-        return _follow(config, state)
+        return _follow(run, state)
     now = environment()
     changed = [k for k in ("boomda_version", "torch_version") if environment_then.get(k) != now[k]]
     if changed:
@@ -232,20 +206,21 @@ def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult
         warnings.warn(f"{folder}: resumed with other versions ({', '.join(changed)}); the "
                       f"result may differ from an uninterrupted run", stacklevel=2)
     rundir.remove_leftovers(folder)  # atomic writes cut by the kill
-    pair, encoders = _prepare(config, progress)
-    return _train(config, pair, encoders, folder, identity, state, progress, on_step,
-                  wall_start)
+    run, data = prepare(run, progress=progress)
+    return _train(run, data, folder, identity, state, progress, on_step, wall_start)
 
 
-def _follow(config: RunConfig, resume: dict | None) -> None:
+def _follow(resolved: ResolvedRun, resume: dict | None) -> None:
     """A data-parallel rank other than 0 (:mod:`boomda.distributed`): the same data and the
     same training steps as rank 0, which alone writes the run folder and evaluates."""
-    pair, encoders = _prepare(config, progress=False)
-    DomainAdapter(config.train).fit(pair, encoders=encoders, resume=resume)
+    resolved, data = prepare(resolved)
+    DomainAdapter.from_checked(resolved.train, resolved.options).fit(
+        data.pair, encoders=data.encoders, resume=resume)
 
 
-def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity: dict,
+def _train(resolved: ResolvedRun, data: RunData, folder: Path, identity: dict,
            resume: dict | None, progress: bool, on_step, wall_start: float) -> RunResult:
+    config, pair = resolved.config, data.pair
     partial = folder / rundir.METRICS_PARTIAL
     kept: list[str] | None = None
     if resume is not None:
@@ -277,8 +252,8 @@ def _train(config: RunConfig, pair: DomainPair, encoders, folder: Path, identity
             state["train_seconds"] = before + time.perf_counter() - start
             atomic_write(checkpoint_file, lambda tmp: torch.save(state, tmp))
 
-        adapter = DomainAdapter(config.train).fit(
-            pair, encoders=encoders, progress=progress, on_step=record,
+        adapter = DomainAdapter.from_checked(resolved.train, resolved.options).fit(
+            pair, encoders=data.encoders, progress=progress, on_step=record,
             checkpoint=save_checkpoint, checkpoint_every=config.checkpoint_every,
             resume=resume)
         fh.flush()

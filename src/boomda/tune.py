@@ -37,6 +37,7 @@ from boomda.atomic import atomic_write, atomic_write_text
 from boomda.config import RunConfig, TrainConfig, coerce_to
 from boomda.errors import BoomdaError, ConfigError
 from boomda.methods import METHODS, check_config
+from boomda.resolve import ResolvedRun, resolve
 
 if TYPE_CHECKING:
     from boomda.run import RunResult
@@ -302,16 +303,18 @@ def is_tuned_folder(folder: str | Path) -> bool:
         return False
 
 
-def run_tuned(config: RunConfig, validator: str, points: Sequence[Mapping[str, Any]] | None = None,
-              *, workers: int = 1, threads: int | None = None, progress: bool = False,
+def run_tuned(config: RunConfig | ResolvedRun, validator: str,
+              points: Sequence[Mapping[str, Any]] | None = None, *, workers: int = 1,
+              threads: int | None = None, progress: bool = False,
               overwrite: bool = False) -> RunResult:
     """Train every point of ``points`` (default: the method's preset) on the pair of ``config``,
     choose one with ``validator`` and write the tuned run folder (see the module docstring).
+    ``config`` is resolved once (:func:`boomda.resolve.resolve`) and never changed.
     ``workers`` > 1 trains points in parallel processes (as ``boomda bench``); returns the
     :class:`~boomda.run.RunResult` of the folder (the chosen model)."""
     from boomda.run import _check_name, default_run_name, environment
 
-    check_config(config.train)
+    config = resolve(config).config
     if workers < 1:
         raise ConfigError(f"--workers {workers}: give a number of processes, at least 1")
     check_validator(validator, config.data.holdout > 0 or config.raw is not None, "--select")
@@ -354,7 +357,8 @@ def resume_tuned(folder: str | Path, *, workers: int = 1, threads: int | None = 
         resolved.pop("environment", None)
         if not isinstance(identity, dict) or "id" not in identity:
             raise BoomdaError(f"{folder / rundir.CONFIG}: has no run identity; cannot resume")
-        config = RunConfig.from_dict(resolved, where=str(folder / rundir.CONFIG))
+        where = str(folder / rundir.CONFIG)
+        config = resolve(RunConfig.from_dict(resolved, where=where), where).config
         tuned = TunedRun(config, str(settings.get("select")), list(settings.get("points") or []))
         rundir.remove_leftovers(folder)
         for leftover in folder.glob(f".{SELECTION}.*.tmp"):  # a selection.json cut by a kill

@@ -15,7 +15,7 @@ import torch
 
 from boomda import DomainAdapter
 from boomda.config import RunConfig
-from boomda.run import build_pair
+from boomda.data.load import build_pair
 
 CASES = [
     {"method": "boomda", "gamma_solver": "closed_form"},

@@ -44,6 +44,7 @@ from boomda.data.container import MultimodalData, pack_sequences
 from boomda.data.frozen_cache import FrozenCache
 from boomda.data.pair import DomainPair, stratified_split
 from boomda.data.pipelines import SignalPipeline, corruption_to_str, make_pipeline
+from boomda.data.raw_config import check_raw_config, corpus_config, modality_configs
 from boomda.data.readers import CLASS_CODES, READERS, RawCorpus, read_manifest
 from boomda.errors import DataError
 
@@ -127,12 +128,12 @@ def build_raw_pair(
     Those found when a corpus is read (missing files, videos that end early) are dropped before
     the split and reported at once in a warning, with their count, before any feature is
     computed. For a pair, ``info["corpora"]`` describes each corpus."""
-    raw.validate()
+    check_raw_config(raw)
     if not 0.0 <= holdout < 1.0:
         raise DataError(f"holdout must lie in [0, 1), got {holdout}")
-    specs = raw.modality_configs()
+    specs = modality_configs(raw)
     signals_used = sorted({s.signal for s in specs.values()})
-    configs = ({side: raw.corpus_config(side) for side in PAIR_SIDES} if raw.is_pair
+    configs = ({side: corpus_config(raw, side) for side in PAIR_SIDES} if raw.is_pair
                else {"source": raw, "target": raw})
     source = read_corpus(configs["source"], signals_used)
     target = (match_classes(source, read_corpus(configs["target"], signals_used))
@@ -240,7 +241,7 @@ def _manifest_inputs(raw: RawDataConfig, manifest: str | Path, classes: list[str
                      ) -> tuple[MultimodalData, list[str], RawCorpus, dict[str, np.ndarray]]:
     """The clean inputs of a manifest's utterances and their presence mask (all True unless
     ``allow_empty`` lets a row leave a cell empty)."""
-    specs = raw.modality_configs()
+    specs = modality_configs(raw)
     corpus = _identified(read_manifest(manifest, classes, raw.skip_missing,
                                        sorted({s.signal for s in specs.values()}),
                                        labels_required=False, allow_empty=allow_empty),
