@@ -20,16 +20,10 @@ from boomda.estimator import DomainAdapter
 from boomda.methods import METHODS
 from boomda.methods.base import PRESET_SIZE
 from boomda.run import resume_experiment
+from boomda.rundir import POINTS, SELECTION
 from boomda.select import VALIDATORS, cross_entropy, score_model, softmax
-from boomda.tune import (
-    POINTS,
-    SELECTION,
-    choose,
-    parse_sweep,
-    point_label,
-    run_tuned,
-    sweep_points,
-)
+from boomda.sweep import choose, parse_sweep, point_label, sweep_points
+from boomda.tune import resume_tuned, run_tuned
 from tests.conftest import two_view_domain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -330,6 +324,8 @@ def test_a_killed_tuned_run_resumes_and_reuses_its_finished_points(files, monkey
     assert resumed["resumed_at_step"] is not None
     assert rundir.run_status(folder) == rundir.DONE
     with pytest.raises(BoomdaError, match="already finished"):
+        resume_tuned(folder)
+    with pytest.raises(BoomdaError, match="a tuned run .* boomda.tune.resume_tuned"):
         resume_experiment(folder)
 
     # the same as an uninterrupted tuned run

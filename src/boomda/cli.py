@@ -352,7 +352,7 @@ def _resolve(config: RunConfig, args: argparse.Namespace) -> ResolvedRun:
 def _run(args: argparse.Namespace) -> int:
     from boomda import distributed
     from boomda.run import resume_experiment, run_experiment
-    from boomda.tune import is_tuned_folder
+    from boomda.rundir import is_tuned_folder
 
     tuned = args.select is not None or (args.resume is not None
                                         and is_tuned_folder(args.resume))
@@ -414,7 +414,8 @@ def _only_resume_options(args: argparse.Namespace, allowed: tuple[str, ...]) -> 
 
 def _run_tuned(args: argparse.Namespace) -> int:
     """``boomda run --select VALIDATOR`` (or ``--resume`` of such a run)."""
-    from boomda.tune import Selection, parse_sweep, resume_tuned, run_tuned
+    from boomda.sweep import Selection, parse_sweep
+    from boomda.tune import resume_tuned, run_tuned
 
     workers = 1 if args.workers is None else args.workers
     if args.resume is not None:

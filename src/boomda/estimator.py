@@ -30,7 +30,7 @@ from boomda.runtime import resolve_device, seed_everything
 from boomda.train import StepLog, Trainer, stored_state
 
 if TYPE_CHECKING:
-    from boomda.tune import Selection
+    from boomda.sweep import Selection
 
 CHECKPOINT_FORMAT = 1
 
@@ -52,7 +52,7 @@ class DomainAdapter:
     trains every point of ``sweep`` (a mapping of option -> list of values, every combination;
     default: the method's preset, :attr:`boomda.methods.base.Method.preset`), scores each
     without target labels and keeps the best model; :attr:`selection` holds the table and
-    the choice (:class:`boomda.tune.Selection`; ties: :data:`boomda.tune.TIE_RULE`).
+    the choice (:class:`boomda.sweep.Selection`; ties: :data:`boomda.sweep.TIE_RULE`).
 
     The estimator follows scikit-learn's conventions: the arguments are stored as given and
     checked by :meth:`fit`; :meth:`get_params` / :meth:`set_params`, so that
@@ -221,9 +221,9 @@ class DomainAdapter:
     def _fit_selected(self, cfg: TrainConfig, pair: DomainPair, encoders, progress: bool,
                       on_step) -> DomainAdapter:
         """Train every point of the sweep, score each with every validator and keep the model
-        of the point ``select`` chooses (see :mod:`boomda.tune`)."""
+        of the point ``select`` chooses (see :mod:`boomda.sweep`)."""
         from boomda.select import score_model
-        from boomda.tune import (
+        from boomda.sweep import (
             apply_point,
             check_points,
             check_validator,

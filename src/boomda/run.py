@@ -147,10 +147,9 @@ def resume_experiment(
     folder = Path(folder)
     if not (folder / rundir.CONFIG).is_file():
         raise BoomdaError(f"--resume {folder}: not a run folder (no {rundir.CONFIG})")
-    from boomda.tune import is_tuned_folder, resume_tuned
-
-    if is_tuned_folder(folder):  # a run of boomda run --select: its points, then the choice
-        return resume_tuned(folder, progress=progress)
+    if rundir.is_tuned_folder(folder):
+        raise BoomdaError(f"--resume {folder}: a tuned run (boomda run --select); continue it "
+                          f"with boomda run --resume or boomda.tune.resume_tuned")
     if distributed.launched_by_torchrun() and os.environ.get("RANK") != "0":
         return _resume(folder, progress, on_step, writer=False)  # rank 0 writes and locks
     with rundir.run_lock(folder):

@@ -42,6 +42,10 @@ ERROR = "error.txt"
 DIAGNOSIS = "diagnosis.json"
 #: the folder of the TensorBoard event files (``logging: {tensorboard: true}``, boomda.board)
 TENSORBOARD = "tensorboard"
+#: a tuned run folder's (boomda run --select, boomda.tune) record of every point's scores and
+#: the choice, and its folder of one run folder per point
+SELECTION = "selection.json"
+POINTS = "points"
 
 #: statuses of a run folder
 DONE, FAILED, MISSING, UNFINISHED, STALE = "done", "failed", "missing", "unfinished", "stale"
@@ -409,3 +413,14 @@ class RunResults:
                             f"{cache['misses']} computed"))
         lines.append(f"time            {r.train_seconds:.1f} s for {r.steps} steps")
         return "\n".join(lines)
+
+
+def is_tuned_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a run of ``boomda run --select`` (its config has ``tune``)."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        return False
+    try:
+        return isinstance(read_yaml_mapping(path).get("tune"), dict)
+    except BoomdaError:
+        return False
