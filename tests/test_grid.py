@@ -232,3 +232,15 @@ def test_no_private_name_of_the_grid_is_imported_across_modules():
                 private = [a.name for a in node.names
                            if a.name.startswith("_") and not a.name.endswith("__")]
                 assert not private, f"{path.relative_to(ROOT)} imports {private} from {module}"
+
+
+def test_a_raw_corpus_the_readers_do_not_know_fails_when_the_grid_is_read():
+    from boomda.registry import READERS
+
+    grid = {"name": "g", "base": {"raw": {"corpus": "nosuch", "path": "."}}, "methods": ["dt"],
+            "seeds": [0]}
+    with pytest.raises(ConfigError) as caught:
+        GridSpec.from_dict(grid)
+    message = str(caught.value)
+    assert message.startswith("grid.base.raw.corpus")
+    assert "'nosuch'" in message and all(name in message for name in READERS)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from boomda.config import RunConfig, TrainConfig, check_keys, coerce, load_yaml_mapping
+from boomda.data.raw_config import check_raw_config
 from boomda.errors import ConfigError
 from boomda.grid.cell import Cell
 from boomda.methods import METHODS, check_config
@@ -118,6 +119,8 @@ class GridSpec:
             raise ConfigError(f"{where}.subsets: empty; give 'all' or a list of modality "
                               f"subsets, e.g. [fou+kar]")
         base = self.base_config()
+        if base.raw is not None:  # the corpus and its options against the data registries
+            check_raw_config(base.raw, f"{where}.base.raw")
         for m in self.methods:
             if m not in METHODS:
                 raise ConfigError(f"{where}.methods: unknown method {m!r}; choose from "
