@@ -43,20 +43,39 @@ class DomainAdapter:
     >>> adapter.evaluate(pair.target)           # {'weighted_f1': ..., 'accuracy': ...}
     >>> adapter.save("model.pt"); DomainAdapter.load("model.pt").predict(views)
 
-    Keyword arguments are :class:`~boomda.config.TrainConfig` options (``method``, ``epochs``,
-    ``lr``, ...) or options of the method, added to ``TrainConfig.options`` (Boomda's
-    ``alpha2``, ``gamma_solver``, ...; ``trade_off`` for the adversarial baselines; see
-    docs/method.md and docs/baselines.md).
+    The estimator follows scikit-learn's conventions: the constructor stores its arguments as
+    given and :meth:`fit` checks them (so the constructor raises nothing);
+    :meth:`get_params` / :meth:`set_params`, so that ``sklearn.base.clone`` works.
 
-    ``select``: a validator of :mod:`boomda.select` (``im`` recommended): :meth:`fit` then
-    trains every point of ``sweep`` (a mapping of option -> list of values, every combination;
-    default: the method's preset, :attr:`boomda.methods.base.Method.preset`), scores each
-    without target labels and keeps the best model; :attr:`selection` holds the table and
-    the choice (:class:`boomda.sweep.Selection`; ties: :data:`boomda.sweep.TIE_RULE`).
+    Args:
+        config: the training settings to start from (default: ``TrainConfig()``); the
+            keyword ``options`` override its fields and add to its ``options``.
+        select: the name of a validator of :data:`boomda.select.VALIDATORS` (``im``
+            recommended). :meth:`fit` then trains every point of ``sweep``, scores each
+            without reading the target's labels and keeps the model of the best point;
+            :attr:`selection` holds the table and the choice (:class:`boomda.sweep.Selection`;
+            ties: :data:`boomda.sweep.TIE_RULE`). None: one training run.
+        sweep: option -> non-empty list of values, every combination one point (the last
+            option varying fastest; :func:`boomda.sweep.sweep_points`). None: the method's
+            preset (:attr:`boomda.methods.base.Method.preset`, its default first). Needs
+            ``select``.
+        **options: :class:`~boomda.config.TrainConfig` fields (``method``, ``epochs``,
+            ``lr``, ...) or options of the method, added to ``TrainConfig.options`` (Boomda's
+            ``alpha2``, ``gamma_solver``, ...; ``trade_off`` for the adversarial baselines;
+            see docs/method.md and docs/baselines.md).
 
-    The estimator follows scikit-learn's conventions: the arguments are stored as given and
-    checked by :meth:`fit`; :meth:`get_params` / :meth:`set_params`, so that
-    ``sklearn.base.clone`` works.
+    Attributes:
+        net: the trained network (:class:`~boomda.nn.net.MultimodalNet`); None before
+            :meth:`fit` or :meth:`load`.
+        method: the trained method (:class:`~boomda.methods.base.Method`), holding ``net``.
+        history: the per-step logs (:class:`~boomda.train.StepLog`) of the training run of
+            the model (empty after :meth:`load`).
+        selected_epoch: the epoch whose model was kept when ``select_epoch`` chose one
+            (None: the last epoch's).
+        metadata: JSON-able facts saved with the model (class names, how raw inputs are
+            prepared).
+        selection: the points tried and the one chosen, after a fit with ``select``; else
+            None.
     """
 
     def __init__(self, config: TrainConfig | None = None, select: str | None = None,
@@ -80,23 +99,47 @@ class DomainAdapter:
 
     @classmethod
     def from_checked(cls, config: TrainConfig, options: object) -> DomainAdapter:
-        """An adapter for training settings already checked, with ``options`` their method's
-        parsed options (as :func:`boomda.methods.check_config` returns them; a run checks its
-        config once, :func:`boomda.resolve.resolve`): they are not checked again."""
+        """An adapter for training settings that were already checked, not checked again.
+
+        A run checks its config once (:func:`boomda.resolve.resolve`) and builds its adapter
+        with this.
+
+        Args:
+            config: the checked training settings.
+            options: the method's parsed options, as :func:`boomda.methods.check_config`
+                returns them for ``config``.
+
+        Returns:
+            A new, untrained adapter.
+        """
         adapter = cls(config)
         adapter._checked = (config, options)
         return adapter
 
     # ------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict:
-        """The constructor's arguments, as given: ``config``, ``select``, ``sweep`` and every
-        keyword option (scikit-learn's estimator API; ``deep`` changes nothing, no parameter
-        is an estimator)."""
+        """The constructor's arguments, as given (scikit-learn's estimator API).
+
+        Args:
+            deep: scikit-learn's flag for nested estimators; it changes nothing here, since no
+                parameter is an estimator.
+
+        Returns:
+            ``config``, ``select``, ``sweep`` and every keyword option, by name.
+        """
         return {"config": self._config_param, "select": self.select, "sweep": self.sweep,
                 **self._options}
 
     def set_params(self, **params) -> DomainAdapter:
-        """Set constructor arguments (checked by the next :meth:`fit`); returns ``self``."""
+        """Set constructor arguments, checked by the next :meth:`fit`.
+
+        Args:
+            **params: ``config``, ``select``, ``sweep`` or keyword options, as the constructor
+                takes them; an option set before keeps its value unless given again.
+
+        Returns:
+            ``self``.
+        """
         self._checked = None
         for key, value in params.items():
             if key == "config":
@@ -109,15 +152,19 @@ class DomainAdapter:
 
     @property
     def config(self) -> TrainConfig:
-        """The training settings: the trained model's after :meth:`fit` or :meth:`load`, else
-        those the constructor's arguments give (checked: one-line ConfigError)."""
+        """The training settings (:class:`~boomda.config.TrainConfig`).
+
+        The trained model's after :meth:`fit` or :meth:`load`, else those the constructor's
+        arguments give, checked (a one-line :class:`~boomda.errors.ConfigError` for a bad
+        one).
+        """
         if self._fitted_config is not None:
             return self._fitted_config
         return self._resolve_config()
 
     @property
     def device(self) -> torch.device:
-        """The device the model runs on."""
+        """The device the model runs on (``torch.device``), resolved from ``config.device``."""
         if self._device is None:
             return resolve_device(self.config.device)
         return self._device
@@ -151,17 +198,44 @@ class DomainAdapter:
         checkpoint_every: int = 0,
         resume: dict | None = None,
     ) -> DomainAdapter:
-        """Train on ``pair``. ``encoders`` gives the encoder of some modalities, or is a
-        function ``(d, dropout) -> encoders`` called after seeding (as ``RawPair.encoders``);
-        the other modalities get an MLP. A sequence modality (packed frozen states) needs a
-        :class:`~boomda.nn.backbone_encoder.BackboneEncoder`; a feature-vector modality takes
-        any ``nn.Module`` mapping (B, D_m) to (B, d) (d: the config's ``dim``), which receives
-        the standardised features (:class:`~boomda.nn.encoders.ModuleEncoder`) and is checked
-        first on 2 source rows. Loading the saved model needs it again (:meth:`load`).
+        """Train on ``pair``: the source's labels and the target's inputs, never its labels.
 
-        ``checkpoint`` / ``checkpoint_every`` / ``resume``: see :meth:`boomda.train.Trainer.fit`
-        (a resumed fit continues a training state saved by ``checkpoint`` on the same pair with
-        the same config)."""
+        With ``select`` (or ``sweep``) given to the constructor, every point of the sweep is
+        trained, scored by every validator of :mod:`boomda.select`, and the model of the point
+        that ``select`` scores best is kept (:attr:`selection`).
+
+        Args:
+            pair: the labelled source, the unlabelled target (its labels, if any, serve
+                scoring only) and optionally a held-out source part; at least 2 modalities.
+            encoders: the encoder of some modalities (modality -> module), or a function
+                ``(d, dropout) -> encoders`` called after seeding (as ``RawPair.encoders``);
+                the other modalities get an MLP. A sequence modality (packed frozen states)
+                needs a :class:`~boomda.nn.backbone_encoder.BackboneEncoder`; a
+                feature-vector modality takes any ``nn.Module`` mapping (B, D_m) to (B, d)
+                (d: the config's ``dim``), which receives the standardised features
+                (:class:`~boomda.nn.encoders.ModuleEncoder`) and is checked first on 2 source
+                rows. Loading the saved model needs it again (:meth:`load`).
+            progress: show a progress bar.
+            on_step: called with each step's :class:`~boomda.train.StepLog`.
+            checkpoint: called with the whole training state at the end of every
+                ``checkpoint_every``-th epoch and at the end of training
+                (:meth:`boomda.train.Trainer.fit`); not with ``select``.
+            checkpoint_every: epochs between two calls of ``checkpoint``; 0: only at the end
+                of training.
+            resume: a training state saved by ``checkpoint`` on the same pair with the same
+                config, continued as if training had never stopped; not with ``select``.
+
+        Returns:
+            ``self``, trained.
+
+        Raises:
+            ConfigError: a bad training setting or method option, ``sweep`` without
+                ``select``, a validator that does not apply to ``pair``, or
+                ``checkpoint``/``resume`` with ``select``.
+            DataError: ``pair`` is not a :class:`~boomda.data.pair.DomainPair`, has fewer
+                than 2 modalities, or an encoder does not fit its modality.
+            TrainingError: the loss or the trained model's outputs became non-finite.
+        """
         cfg = self._resolve_config()
         if not isinstance(pair, DomainPair):
             raise DataError("fit expects a DomainPair (see DomainPair.from_arrays)")
@@ -261,8 +335,24 @@ class DomainAdapter:
         return self
 
     def score(self, pair: DomainPair, validator: str = "im") -> float:
-        """The label-free score of the trained model on ``pair`` by ``validator`` (higher is
-        better; :func:`boomda.select.score_model`, which never reads the target's labels)."""
+        """The label-free score of the trained model on ``pair`` by one validator.
+
+        Computed by :func:`boomda.select.score_model`, which never reads the target's labels.
+
+        Args:
+            pair: the domain pair to score on (``source_risk`` and ``dev`` need its held-out
+                source part).
+            validator: a name in :data:`boomda.select.VALIDATORS`.
+
+        Returns:
+            The score, higher is better; ``nan`` for ``source_risk`` or ``dev`` when
+            ``pair`` holds fewer than 2 held-out source samples.
+
+        Raises:
+            ConfigError: an unknown validator.
+            BoomdaError: the model is not trained yet.
+            DataError: ``pair`` is not a :class:`~boomda.data.pair.DomainPair`.
+        """
         from boomda.select import VALIDATORS, score_model
 
         if validator not in VALIDATORS:
@@ -275,9 +365,13 @@ class DomainAdapter:
     # ---------------------------------------------------------------- inference
     @property
     def classes(self) -> np.ndarray:
-        """The class names (C,), in the order of the class indices that :meth:`predict` returns
-        and of the columns of :meth:`predict_proba`: ``adapter.classes[adapter.predict(x)]``
-        gives names (see :mod:`boomda.data.labels` for their order)."""
+        """The class names, a string array (C,), in the order of the class indices.
+
+        :meth:`predict` returns indices into it and the columns of :meth:`predict_proba`
+        follow it: ``adapter.classes[adapter.predict(x)]`` gives names (see
+        :mod:`boomda.data.labels` for their order; ``"0"`` .. ``"C-1"`` for unnamed classes).
+        Raises :class:`~boomda.errors.BoomdaError` before :meth:`fit` or :meth:`load`.
+        """
         net = self._require_fitted()
         names = self.metadata.get("classes") or [str(c) for c in range(net.n_classes)]
         return np.asarray(names, dtype=str)
@@ -309,10 +403,28 @@ class DomainAdapter:
     def partial_input(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
                       mask: Mapping[str, np.ndarray] | None = None,
                       labels: np.ndarray | None = None) -> PartialInput:
-        """``inputs`` checked against the model, with its absent modalities found (a missing
-        array, rows of NaN, ``mask``: modality -> (N,) bool, True where present) and filled;
-        ``.describe()`` names what is absent (see :mod:`boomda.partial`). The prediction
-        methods accept what this returns in place of ``inputs``."""
+        """``inputs`` checked against the model, with their absent modalities found and filled.
+
+        A modality is absent from a sample when its array is missing, its row is all NaN, or
+        ``mask`` says so. The prediction methods accept what this returns in place of
+        ``inputs``; its ``.describe()`` names what is absent (see :mod:`boomda.partial`).
+
+        Args:
+            inputs: a :class:`~boomda.data.container.MultimodalData`, a mapping of modality
+                -> array ((N, D_m) features or packed sequences), or a ``PartialInput``
+                (returned as is).
+            mask: modality -> (N,) bool, True where the modality is present.
+            labels: the samples' labels (N,) (default: those of ``inputs``, a
+                MultimodalData, mapped onto the model's classes by name).
+
+        Returns:
+            The checked :class:`~boomda.partial.PartialInput` of N samples.
+
+        Raises:
+            BoomdaError: the model is not trained yet.
+            DataError: a modality of the wrong width or kind, a bad mask, a row partly NaN, a
+                sample with no modality, or ``mask``/``labels`` given with a PartialInput.
+        """
         if isinstance(inputs, PartialInput):
             if mask is not None or labels is not None:
                 raise DataError("mask/labels: the input is already a PartialInput")
@@ -333,11 +445,28 @@ class DomainAdapter:
     def predict_proba(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
                       mask: Mapping[str, np.ndarray] | None = None,
                       strategy: str = "auto") -> np.ndarray:
-        """Class probabilities (N, C): the fused head's for a complete sample; for a sample that
-        lacks a modality (see :meth:`partial_input`), ``strategy``'s: ``heads`` (mean of the
-        probabilities of the present modalities' heads), ``fused`` (the fused head with the
-        absent representations zeroed) or ``auto`` (``fused`` for a model trained with
-        ``modality_dropout``, else ``heads``); see :mod:`boomda.partial`."""
+        """Class probabilities of every sample of ``inputs``.
+
+        A complete sample gets the fused head's; a sample that lacks a modality (see
+        :meth:`partial_input`) gets ``strategy``'s (see :mod:`boomda.partial`).
+
+        Args:
+            inputs: N samples, as :meth:`partial_input` takes them.
+            mask: modality -> (N,) bool, True where the modality is present.
+            strategy: for samples that lack a modality: ``heads`` (the mean of the
+                probabilities of the present modalities' heads), ``fused`` (the fused head
+                with the absent representations zeroed) or ``auto`` (``fused`` for a model
+                trained with ``modality_dropout``, else ``heads``).
+
+        Returns:
+            The probabilities (N, C), columns in the order of :attr:`classes`.
+
+        Raises:
+            ConfigError: an unknown ``strategy``.
+            BoomdaError: the model is not trained yet.
+            DataError: inputs that do not fit the model (see :meth:`partial_input`).
+            TrainingError: the model's outputs are not finite.
+        """
         resolve_strategy(strategy, self.config.modality_dropout)
         part = self.partial_input(inputs, mask)
         if part.complete.all():
@@ -348,8 +477,26 @@ class DomainAdapter:
     def predict(self, inputs: MultimodalData | Mapping[str, np.ndarray] | PartialInput,
                 mask: Mapping[str, np.ndarray] | None = None,
                 strategy: str = "auto") -> np.ndarray:
-        """Predicted class indices (N,): the fused head's for a complete sample, ``strategy``'s
-        for one that lacks a modality (see :meth:`predict_proba`)."""
+        """Predicted class indices of every sample of ``inputs``.
+
+        The fused head's for a complete sample, ``strategy``'s for one that lacks a modality
+        (see :meth:`predict_proba`).
+
+        Args:
+            inputs: N samples, as :meth:`partial_input` takes them.
+            mask: modality -> (N,) bool, True where the modality is present.
+            strategy: ``heads``, ``fused`` or ``auto``, for samples that lack a modality (see
+                :meth:`predict_proba`).
+
+        Returns:
+            The class indices (N,) into :attr:`classes`.
+
+        Raises:
+            ConfigError: an unknown ``strategy``.
+            BoomdaError: the model is not trained yet.
+            DataError: inputs that do not fit the model (see :meth:`partial_input`).
+            TrainingError: the model's outputs are not finite.
+        """
         resolve_strategy(strategy, self.config.modality_dropout)
         part = self.partial_input(inputs, mask)
         if part.complete.all():
@@ -358,8 +505,27 @@ class DomainAdapter:
 
     def evaluate(self, data: MultimodalData | PartialInput, name: str = "data",
                  mask: Mapping[str, np.ndarray] | None = None, strategy: str = "auto") -> dict:
-        """Weighted F1 and accuracy (x100) on labelled ``data``, which may lack modalities
-        (predicted as :meth:`predict` does)."""
+        """Weighted F1 and accuracy on labelled ``data``, predicted as :meth:`predict` does.
+
+        Args:
+            data: N labelled samples; they may lack modalities.
+            name: how errors name ``data``.
+            mask: modality -> (N,) bool, True where the modality is present.
+            strategy: ``heads``, ``fused`` or ``auto``, for samples that lack a modality (see
+                :meth:`predict_proba`).
+
+        Returns:
+            ``weighted_f1`` and ``accuracy`` (both x100), ``max_class_share`` (the share of
+            the most frequent predicted class, near 1 for a model collapsed to one class) and
+            ``n`` (the number of samples).
+
+        Raises:
+            ConfigError: an unknown ``strategy``.
+            BoomdaError: the model is not trained yet.
+            DataError: ``data`` has no labels, a label outside the model's classes, or does
+                not fit the model (see :meth:`partial_input`).
+            TrainingError: the model's outputs are not finite.
+        """
         resolve_strategy(strategy, self.config.modality_dropout)
         part = self.partial_input(data, mask)
         checked = part.data
@@ -373,7 +539,21 @@ class DomainAdapter:
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint (architecture, config, state dict) atomically to ``path``."""
+        """Write the model (architecture, config, state dict, metadata) atomically to ``path``.
+
+        A backbone encoder is saved as how to rebuild it (its frozen weights are not stored);
+        a module of the user's own is saved as its class (``module.qualname``) and its
+        parameters.
+
+        Args:
+            path: the file to write (``model.pt``), replaced if it exists.
+
+        Returns:
+            ``path``, as a :class:`~pathlib.Path`.
+
+        Raises:
+            BoomdaError: the model is not trained yet.
+        """
         net = self._require_fitted()
         path = Path(path)
         state = {k: v.detach().cpu() for k, v in stored_state(self.method).items()}
@@ -399,12 +579,30 @@ class DomainAdapter:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto",
              encoders: Mapping[str, nn.Module] | None = None) -> DomainAdapter:
-        """Load a checkpoint written by :meth:`save` (with ``weights_only=True``).
+        """Load a model written by :meth:`save` (read with ``weights_only=True``).
 
-        A model with backbone encoders reloads each backbone from the local folder it was trained
-        with and checks that its frozen part is unchanged. A model trained with a module of its
-        own for a feature-vector modality needs the same architecture again in ``encoders``
-        (modality -> a new instance); its saved parameters are loaded into it."""
+        A model with backbone encoders reloads each backbone from the local folder it was
+        trained with and checks that its frozen part is unchanged.
+
+        Args:
+            path: the file :meth:`save` wrote.
+            device: where the model runs: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+            encoders: for a model trained with a module of its own for a feature-vector
+                modality, the same architecture again (modality -> a new instance); its saved
+                parameters are loaded into it.
+
+        Returns:
+            The trained adapter, in evaluation mode.
+
+        Raises:
+            BoomdaError: the file is missing, unreadable, a training checkpoint rather than a
+                model, of another format, or does not match the model it describes; or
+                ``encoders`` lacks a module the model was trained with, or names another.
+            ConfigError: a bad ``device``.
+            DataError: a module of ``encoders`` does not map (B, D_m) to (B, d).
+
+        """
+
         path = Path(path)
         if not path.is_file():
             raise BoomdaError(f"checkpoint not found: {path}")
