@@ -16,15 +16,33 @@ RESERVED_NAMES = ("fused",)
 class MultimodalData:
     """N samples, each with M modalities, and optional integer labels.
 
-    ``views`` maps a modality name to a float32 array: feature vectors (N, D_m), or padded
-    sequences (N, T, 1 + D_m) as made by :func:`pack_sequences` (channel 0 marks the real steps,
-    channels 1.. hold the D_m features of each step; float16 sequences stay float16, to halve
-    the memory of large frozen-backbone states). All modalities share the same N.
-    ``labels`` is an int64 array of shape (N,) or None (an unlabelled target domain).
-    ``classes``: the class names, labels being indices into them (None: unnamed classes
-    0..K-1). Labels given as names (strings) are encoded as indices into ``classes``, or, when
-    no ``classes`` are given, into their sorted distinct names (:mod:`boomda.data.labels`).
-    Construction validates everything and raises :class:`DataError` naming the field at fault.
+    Construction validates everything and raises :class:`DataError` naming the field at fault;
+    the object is frozen.
+
+    Args:
+        views: modality name -> array, all with the same N: feature vectors (N, D_m) (a 1-D
+            array (N,) is one feature), or padded sequences (N, T, 1 + D_m) as made by
+            :func:`pack_sequences` (channel 0 marks the real steps, channels 1.. hold the D_m
+            features of each step). Stored as float32; float16 sequences stay float16, to
+            halve the memory of large frozen-backbone states. Real and finite values only;
+            ``fused`` is a reserved name.
+        labels: one label per sample (N,), or None (an unlabelled target domain): integer
+            class indices (integral floats accepted), or class names (strings), encoded as
+            indices into ``classes`` or, when no ``classes`` are given, into their sorted
+            distinct names (:mod:`boomda.data.labels`).
+        name: how errors name this data (``data[...]``, ``data.labels``).
+        classes: the class names, distinct, labels being indices into them (None: unnamed
+            classes 0..K-1).
+
+    Attributes:
+        views: modality name -> the checked, contiguous array.
+        labels: int64 class indices (N,), or None.
+        classes: the class names as a tuple, or None.
+
+    Raises:
+        DataError: an empty ``views``, a bad modality name, a complex, non-numeric,
+            non-finite or featureless array, a bad step mask, sample counts that differ, or
+            labels of the wrong shape, type or range.
     """
 
     views: dict[str, np.ndarray]
@@ -126,31 +144,66 @@ class MultimodalData:
         return f"MultimodalData({len(self)} samples; {self.describe_modalities()}; {labels})"
 
     def describe_modalities(self) -> str:
-        """The modalities with their features, ``fou (76), lexical (sequences of 40 x 768)``:
-        for a sequence modality, its padded length and the features of a step."""
+        """The modalities with their features, for messages and summaries.
+
+        Returns:
+            ``fou (76), lexical (sequences of 40 x 768)``: for a sequence modality, its
+            padded length and the features of a step.
+        """
         return ", ".join(f"{m} (sequences of {v.shape[1]} x {self.dims[m]})" if v.ndim == 3
                          else f"{m} ({v.shape[1]})" for m, v in self.views.items())
 
     @property
     def modalities(self) -> list[str]:
+        """The modality names, in the order of ``views``."""
         return list(self.views)
 
     @property
     def dims(self) -> dict[str, int]:
-        """Features per modality (per step for a sequence modality)."""
+        """Features per modality, D_m (per step for a sequence modality)."""
         return {k: v.shape[-1] - (1 if v.ndim == 3 else 0) for k, v in self.views.items()}
 
     def is_sequence(self, modality: str) -> bool:
+        """Whether a modality holds packed sequences (N, T, 1 + D_m) rather than features.
+
+        Args:
+            modality: the modality's name.
+
+        Returns:
+            True for a sequence modality.
+
+        Raises:
+            KeyError: an unknown modality.
+        """
         return self.views[modality].ndim == 3
 
     def subset(self, index: np.ndarray) -> MultimodalData:
-        """Rows ``index`` of every modality (and of the labels)."""
+        """Rows ``index`` of every modality and of the labels, the classes kept.
+
+        Sequence arrays are cut to the longest real sequence among the rows kept.
+
+        Args:
+            index: row indices (K,) or a boolean mask (N,).
+
+        Returns:
+            The K samples, as a new MultimodalData.
+        """
         labels = None if self.labels is None else self.labels[index]
         return MultimodalData({k: trim_padding(v[index]) for k, v in self.views.items()}, labels,
                               classes=self.classes)
 
     def select(self, modalities: Iterable[str]) -> MultimodalData:
-        """Only the named modalities, in the given order."""
+        """Only the named modalities, in the given order.
+
+        Args:
+            modalities: the modality names to keep.
+
+        Returns:
+            The same samples with those modalities only.
+
+        Raises:
+            DataError: an unknown modality, or one listed twice.
+        """
         names = list(modalities)
         missing = [m for m in names if m not in self.views]
         if missing:
@@ -163,7 +216,16 @@ class MultimodalData:
                               classes=self.classes)
 
     def check_labels(self, n_classes: int, name: str = "labels") -> None:
-        """Raise if a label lies outside ``0 .. n_classes-1``."""
+        """Check that every label lies in ``0 .. n_classes-1`` (no labels: nothing to check).
+
+        Args:
+            n_classes: the number of classes.
+            name: how the error names the labels.
+
+        Raises:
+            DataError: naming the first label outside the class set and its sample.
+        """
+
         if self.labels is None or self.labels.size == 0:
             return
         bad = (self.labels < 0) | (self.labels >= n_classes)

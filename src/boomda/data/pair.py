@@ -43,12 +43,27 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 @dataclass
 class DomainPair:
-    """The data one adaptation run needs.
+    """The data one adaptation run needs: a labelled source and a shifted target.
 
-    ``source``: labelled training source. ``target``: the shifted target; its labels, if present,
-    are used for evaluation and diagnostics only. ``source_holdout``: labelled source samples kept
-    out of training (optional). ``n_classes``: size of the class set; ``classes``: their names
-    (``"0"`` .. ``"K-1"`` when not given).
+    Build one with :meth:`from_arrays` (two domains you have) or :meth:`from_protocol` (one
+    labelled data set, split and shifted by the paper's protocol). Construction checks that
+    the parts share the source's modalities, in order, and feature widths, and that every
+    label lies in the class set.
+
+    Attributes:
+        source: the labelled training source.
+        target: the shifted target; its labels, if present, are used for evaluation and
+            diagnostics only, never in training or label-free selection.
+        n_classes: the size of the class set, K (at least 2).
+        source_holdout: labelled source samples kept out of training, or None.
+        info: how the pair was made (seed, holdout, shifts), for the run's records.
+        classes: the K class names (default: the source's, else ``"0"`` .. ``"K-1"``).
+
+    Raises:
+        DataError: the source has no labels, a part is empty, fewer than 2 classes, a number
+            of class names other than ``n_classes``, or parts whose modalities, widths or
+            labels do not fit.
+
     """
 
     source: MultimodalData
@@ -106,6 +121,7 @@ class DomainPair:
 
     @property
     def modalities(self) -> list[str]:
+        """The modality names, in the source's order (shared by every part)."""
         return self.source.modalities
 
     @classmethod
@@ -122,15 +138,33 @@ class DomainPair:
     ) -> DomainPair:
         """A pair from two domains the user already has (two corpora, devices, sites, ...).
 
-        ``holdout``: the stratified fraction of ``source`` kept out of training (drawn with
-        ``seed``), so that the source-risk and DEV validators (:mod:`boomda.select`) and the
-        source held-out score are available; 0 trains on all of ``source``. Or give the held-out
-        part yourself as ``source_holdout`` (then ``holdout`` does not apply).
-
         Classes: when the source's labels are names (``MultimodalData.classes``), the target's
-        and the held-out part's labels are mapped onto them by name (a class the source lacks is
-        an error); integer labels are class indices, ``n_classes`` defaulting to the largest
-        label + 1. The target's labels, if any, serve scoring only.
+        and the held-out part's labels are mapped onto them by name (a class the source lacks
+        is an error); integer labels are class indices. The target's labels, if any, serve
+        scoring only.
+
+        Args:
+            source: the labelled source domain.
+            target: the target domain, labelled or not.
+            holdout: the stratified fraction of ``source`` kept out of training (drawn with
+                ``seed``), so that the source-risk and DEV validators (:mod:`boomda.select`)
+                and the source held-out score are available; 0 trains on all of ``source``.
+                Must lie in [0, 1).
+            seed: the seed of the held-out draw.
+            source_holdout: the held-out part, given yourself (then ``holdout`` does not
+                apply).
+            n_classes: the number of classes for integer labels (default: the largest label
+                of any part + 1); ignored when the source's classes are named.
+            info: facts to record in :attr:`info` (with ``holdout`` and ``seed`` added when
+                the held-out part is drawn).
+
+        Returns:
+            The checked pair.
+
+        Raises:
+            DataError: ``source`` has no labels, ``holdout`` outside [0, 1) or leaving no
+                held-out or no training sample, labels in different forms or naming a class
+                the source lacks, or parts that do not fit (see the class).
         """
         if source.labels is None:
             raise DataError("source: labels are required for the source domain")
@@ -171,10 +205,31 @@ class DomainPair:
     ) -> DomainPair:
         """The paper's protocol: stratified halves, the second half shifted per modality.
 
-        ``shifts`` maps modality name -> shift (see :func:`parse_shift`); a modality it omits is
-        left clean. ``holdout`` is the stratified fraction of the source half kept out of
-        training. The random split, the shifts and the holdout all derive from ``seed``.
+        ``data`` is split into two stratified random halves (Sun et al., AAAI 2026, Sec. 4):
+        the first is the source, the second, shifted, the target. The random split, the shifts
+        and the holdout all derive from ``seed``.
+
+        Args:
+            data: one labelled data set.
+            shifts: modality name -> shift (a :class:`~boomda.data.shifts.Shift`, a spec
+                string such as ``noise:snr=1``, or a mapping; see :func:`parse_shift`); a
+                modality it omits is left clean.
+            seed: the seed of the split, the shifts and the holdout.
+            holdout: the stratified fraction of the source half kept out of training, in
+                [0, 1).
+            n_classes: the number of classes for integer labels (default: the largest label
+                + 1); ignored when the classes of ``data`` are named.
+
+        Returns:
+            The pair; its :attr:`info` records ``seed``, ``holdout`` and the shifts.
+
+        Raises:
+            DataError: ``data`` has no labels, a shift names an unknown modality, or
+                ``holdout`` lies outside [0, 1).
+            ConfigError: a malformed shift.
         """
+
+
         if data.labels is None:
             raise DataError("data: labels are required to build a domain pair")
         unknown = [m for m in shifts if m not in data.views]
