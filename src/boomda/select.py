@@ -4,6 +4,14 @@ Each validator rates a trained model from labelled source data and *unlabelled* 
 only; target labels are never read. Higher is better for every validator, so that a sweep picks
 its point with :func:`select_point`. :func:`spearman` measures how well a validator ranks the
 points of a sweep against their (diagnostic) target accuracy.
+
+Attributes:
+    VALIDATORS: the label-free validators by name (``boomda bench --select NAME``), a
+        :class:`~boomda.registry.Registry` of :class:`Validator`: ``source_risk``
+        (:func:`source_risk`), ``im`` (:func:`information_maximization`), ``snd``
+        (:func:`soft_neighborhood_density`) and ``dev`` (:func:`deep_embedded_validation`).
+        Adding one is a scoring function of :class:`ModelOutputs` and one line:
+        ``VALIDATORS.register(name, Validator(...))``.
 """
 
 from __future__ import annotations
@@ -23,11 +31,19 @@ _MAX_LOG_ODDS = 50.0
 
 @dataclass
 class ModelOutputs:
-    """What a validator may read of a trained model on a domain pair: the fused representations
-    (``feats_*``) and the fused head's class probabilities (``probs_*``) on the target (``_t``),
-    the source training part (``_s``) and the source held-out part (``_v``), and the held-out
-    part's labels. The ``_s``/``_v`` entries are None without (at least 2) held-out samples.
-    Never the target's labels."""
+    """What a validator may read of a trained model on a domain pair; never the target's labels.
+
+    Representations are the fused Z_{M+1} (width F = M d) and probabilities the fused head's
+    softmax. The ``_s``/``_v`` entries are None without (at least 2) held-out source samples.
+
+    Attributes:
+        feats_t: the target's representations (N_t, F).
+        probs_t: the target's class probabilities (N_t, C).
+        feats_s: the source training part's representations (N_s, F), or None.
+        feats_v: the source held-out part's representations (N_v, F), or None.
+        probs_v: the source held-out part's class probabilities (N_v, C), or None.
+        labels_v: the source held-out part's class indices (N_v,), or None.
+    """
 
     feats_t: np.ndarray
     probs_t: np.ndarray
@@ -39,9 +55,15 @@ class ModelOutputs:
 
 @dataclass(frozen=True)
 class Validator:
-    """A validator's registry entry: ``score(outputs)``, higher is better. ``needs_holdout``: it
-    reads labelled held-out source samples, so it is ``nan`` for a pair without (at least 2 of)
-    them."""
+    """A validator's entry in :data:`VALIDATORS`.
+
+    Attributes:
+        name: its name, as ``--select`` and ``select=`` give it.
+        description: one line on what it measures.
+        needs_holdout: it reads labelled held-out source samples, so it is ``nan`` for a pair
+            without (at least 2 of) them.
+        score: ``score(outputs)``: the score of a :class:`ModelOutputs`, higher is better.
+    """
 
     name: str
     description: str
@@ -55,25 +77,46 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax (N, C) -> (N, C) in float64, shifted by the row maximum for stability."""
+    """Row-wise softmax in float64, shifted by the row maximum for stability.
+
+    Args:
+        logits: the logits (N, C).
+
+    Returns:
+        The probabilities (N, C), each row summing to 1.
+    """
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
 
 
 def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample cross-entropy ``-log max(p_i[y_i], 1e-12)``: probs (N, C), labels (N,) -> (N,)."""
+    """Per-sample cross-entropy ``-log max(p_i[y_i], 1e-12)`` in nats.
+
+    Args:
+        probs: class probabilities (N, C).
+        labels: class indices (N,).
+
+    Returns:
+        The cross-entropies (N,), float64.
+    """
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     return -np.log(np.clip(p[np.arange(len(y)), y], _EPS, None))
 
 
 def source_risk(probs_source: np.ndarray, labels_source: np.ndarray) -> float:
-    """Minus the mean cross-entropy of held-out labelled source samples, ``-mean_i CE_i``
-    (the source-risk baseline of You et al., ICML 2019, Sec. 2).
+    """Minus the mean cross-entropy of held-out labelled source samples, ``-mean_i CE_i``.
 
-    ``probs_source``: softmax probabilities (N, C); ``labels_source``: class indices (N,).
-    Probabilities are clipped at 1e-12 before the log. ``nan`` when N = 0.
+    The source-risk baseline of You et al., ICML 2019, Sec. 2. Probabilities are clipped at
+    1e-12 before the log.
+
+    Args:
+        probs_source: softmax probabilities (N, C) of held-out source samples.
+        labels_source: their class indices (N,).
+
+    Returns:
+        The score (at most 0, higher is better); ``nan`` when N = 0.
     """
     if len(labels_source) == 0:
         return float("nan")
@@ -81,10 +124,16 @@ def source_risk(probs_source: np.ndarray, labels_source: np.ndarray) -> float:
 
 
 def information_maximization(probs_target: np.ndarray) -> float:
-    """Information maximisation ``H(mean_i p_i) - mean_i H(p_i)`` in nats (Shi & Sha, ICML 2012;
-    Liang et al., SHOT, ICML 2020): the diversity of the target predictions minus their mean
-    entropy. ``probs_target``: softmax probabilities (N, C); the score lies in [0, log C]
-    (entropy is concave). ``nan`` when N = 0.
+    """Information maximisation ``H(mean_i p_i) - mean_i H(p_i)`` in nats.
+
+    Shi & Sha, ICML 2012; Liang et al., SHOT, ICML 2020: the diversity of the target
+    predictions minus their mean entropy.
+
+    Args:
+        probs_target: softmax probabilities (N, C) of the target samples.
+
+    Returns:
+        The score, in [0, log C] (entropy is concave); ``nan`` when N = 0.
     """
     p = np.asarray(probs_target, dtype=np.float64)
     if len(p) == 0:
@@ -94,13 +143,24 @@ def information_maximization(probs_target: np.ndarray) -> float:
 
 def soft_neighborhood_density(probs_target: np.ndarray, temperature: float = 0.05,
                               block: int = 2000) -> float:
-    """Soft neighbourhood density (Saito et al., "Tune it the right way: unsupervised validation
-    of domain adaptation via soft neighborhood density", ICCV 2021).
+    """Soft neighbourhood density of the target predictions.
 
-    With ``P`` the target probabilities (N, C), each row L2-normalised, ``S = P P^T`` and, for
-    each row i, ``q_ij = softmax_{j != i}(S_ij / temperature)`` over the N-1 other samples; the
-    score is ``mean_i H(q_i)`` in nats. Computed in blocks of ``block`` rows, so memory is
-    O(block * N). ``nan`` when N < 2.
+    Saito et al., "Tune it the right way: unsupervised validation of domain adaptation via
+    soft neighborhood density", ICCV 2021. With ``P`` the target probabilities (N, C), each
+    row L2-normalised, ``S = P P^T`` and, for each row i,
+    ``q_ij = softmax_{j != i}(S_ij / temperature)`` over the N-1 other samples; the score is
+    ``mean_i H(q_i)`` in nats.
+
+    Args:
+        probs_target: softmax probabilities (N, C) of the target samples.
+        temperature: the softmax temperature, positive.
+        block: rows computed at once, so memory is O(block * N).
+
+    Returns:
+        The score, higher is better; ``nan`` when N < 2.
+
+    Raises:
+        BoomdaError: a temperature that is not positive.
     """
     if temperature <= 0:
         raise BoomdaError(f"temperature must be positive, got {temperature}")
@@ -125,14 +185,25 @@ def soft_neighborhood_density(probs_target: np.ndarray, temperature: float = 0.0
 
 def density_ratios(features_source_train: np.ndarray, features_source_val: np.ndarray,
                    features_target: np.ndarray, l2: float = 1e-2) -> np.ndarray:
-    """DEV's importance weights ``w_i = (N_s / N_t) p(target|x_i) / p(source|x_i)`` (N_v,) of the
-    source-validation samples (You et al., ICML 2019, Sec. 4.1).
+    """DEV's importance weights ``w_i = (N_s / N_t) p(target|x_i) / p(source|x_i)``.
 
-    The domain classifier is a logistic regression, source = 0 / target = 1, fitted on the
-    source-train (N_s, D) and target (N_t, D) features after standardising all three sets with
-    the pooled mean and standard deviation of those two; it minimises
+    You et al., ICML 2019, Sec. 4.1. The domain classifier is a logistic regression, source =
+    0 / target = 1, fitted on the source-train and target features after standardising all
+    three sets with the pooled mean and standard deviation of those two; it minimises
     ``mean_i BCE_i + l2 / 2 * ||w||^2`` (bias not penalised) by L-BFGS from zero, in float64
     (deterministic). The log-odds are clipped to +-50 before the exponential.
+
+    Args:
+        features_source_train: the source training features (N_s, D).
+        features_source_val: the source validation features (N_v, D).
+        features_target: the target features (N_t, D).
+        l2: the weight of the L2 penalty.
+
+    Returns:
+        The weights (N_v,) of the source-validation samples.
+
+    Raises:
+        DataError: the source-train or target features are empty.
     """
     import torch
     import torch.nn.functional as F
@@ -169,9 +240,17 @@ def density_ratios(features_source_train: np.ndarray, features_source_val: np.nd
 
 
 def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
-    """DEV's control-variate risk estimate (You et al., ICML 2019, Eq. 6 and Alg. 1):
-    ``mean(w l) + eta mean(w) - eta`` with ``eta = -Cov(w l, w) / Var(w)`` (sample covariance
-    and variance; ``eta = 0`` when Var(w) = 0). ``losses``, ``weights``: (N,). ``nan`` when N < 2.
+    """DEV's control-variate risk estimate ``mean(w l) + eta mean(w) - eta``.
+
+    You et al., ICML 2019, Eq. 6 and Alg. 1, with ``eta = -Cov(w l, w) / Var(w)`` (sample
+    covariance and variance; ``eta = 0`` when Var(w) = 0).
+
+    Args:
+        losses: the per-sample losses l (N,).
+        weights: their importance weights w (N,).
+
+    Returns:
+        The risk estimate (lower is better); ``nan`` when N < 2.
     """
     loss = np.asarray(losses, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
@@ -186,10 +265,24 @@ def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
 def deep_embedded_validation(features_source_train: np.ndarray,
                              features_source_val: np.ndarray, features_target: np.ndarray,
                              losses_source_val: np.ndarray, l2: float = 1e-2) -> float:
-    """Deep embedded validation (You et al., "Towards accurate model selection in deep
-    unsupervised domain adaptation", ICML 2019): ``-dev_risk(l, w)``, with ``w`` the
-    :func:`density_ratios` (N_v,) of the source-validation features and ``l`` their per-sample
-    losses (N_v,). Features: (N_s, D), (N_v, D), (N_t, D). ``nan`` when N_v < 2.
+    """Deep embedded validation, ``-dev_risk(l, w)``.
+
+    You et al., "Towards accurate model selection in deep unsupervised domain adaptation",
+    ICML 2019: ``w`` are the :func:`density_ratios` of the source-validation features and
+    ``l`` their per-sample losses.
+
+    Args:
+        features_source_train: the source training features (N_s, D).
+        features_source_val: the source validation features (N_v, D).
+        features_target: the target features (N_t, D).
+        losses_source_val: the per-sample losses (N_v,) of the source validation samples.
+        l2: the weight of the domain classifier's L2 penalty (:func:`density_ratios`).
+
+    Returns:
+        The score, higher is better; ``nan`` when N_v < 2.
+
+    Raises:
+        DataError: the source-train or target features are empty.
     """
     if len(losses_source_val) < 2:
         return float("nan")
@@ -198,11 +291,21 @@ def deep_embedded_validation(features_source_train: np.ndarray,
 
 
 def score_model(adapter, pair) -> dict[str, float]:
-    """Every validator of :data:`VALIDATORS` for a trained ``DomainAdapter`` on a ``DomainPair``.
+    """Every validator of :data:`VALIDATORS` for a trained model on a domain pair.
 
-    Representations are the fused Z_{M+1} and probabilities the softmax of the fused head.
-    ``source_risk`` and ``dev`` need ``pair.source_holdout`` and are ``nan`` when it is None or
-    holds fewer than 2 samples. The target's labels are never read.
+    Representations are the fused Z_{M+1} and probabilities the softmax of the fused head
+    (:class:`ModelOutputs`). The target's labels are never read.
+
+    Args:
+        adapter: a trained :class:`~boomda.estimator.DomainAdapter`.
+        pair: a :class:`~boomda.data.pair.DomainPair` with the model's modalities.
+
+    Returns:
+        Validator name -> score, higher is better. ``source_risk`` and ``dev`` need
+        ``pair.source_holdout`` and are ``nan`` when it is None or holds fewer than 2 samples.
+
+    Raises:
+        BoomdaError: the model is not trained yet.
     """
     from boomda.evaluate import predict_outputs
 
@@ -251,8 +354,18 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation: the Pearson correlation of the average ranks of ``x`` and
-    ``y`` (both (N,)). ``nan`` when N < 2 or either input is constant."""
+    """Spearman rank correlation: the Pearson correlation of the average ranks of two arrays.
+
+    Args:
+        x: the first values (N,).
+        y: the second values (N,).
+
+    Returns:
+        The correlation, in [-1, 1]; ``nan`` when N < 2 or either input is constant.
+
+    Raises:
+        DataError: inputs that are not two 1-D arrays of equal length.
+    """
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
@@ -267,7 +380,18 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def select_point(scores: Mapping[str, float]) -> str:
-    """The key of the highest finite score (the first such key on ties)."""
+    """The key of the highest finite score (the first such key on ties).
+
+    Args:
+        scores: point -> score, in the sweep's order.
+
+    Returns:
+        The chosen key.
+
+    Raises:
+        BoomdaError: no score is finite.
+    """
+
     best: str | None = None
     for key, value in scores.items():
         if np.isfinite(value) and (best is None or value > scores[best]):
