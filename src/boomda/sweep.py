@@ -10,6 +10,11 @@ wins (:data:`TIE_RULE`). :class:`Selection` records every point's scores and the
 
 This module trains nothing: :meth:`boomda.DomainAdapter.fit` (``select=``) and the tuned run
 folders of :mod:`boomda.tune` use it.
+
+Attributes:
+    TIE_RULE: how a tie between points is broken, in words (recorded in ``selection.json``).
+    NOT_TUNABLE: the :class:`~boomda.config.TrainConfig` fields a sweep may not vary (what is
+        tuned, and the settings of the run itself).
 """
 
 
@@ -39,7 +44,17 @@ NOT_TUNABLE = ("method", "seed", "device", "precision", "betas", "options")
 
 
 def preset_points(method: str) -> list[dict[str, Any]]:
-    """The preset sweep of ``method`` (:attr:`~boomda.methods.base.Method.preset`), copied."""
+    """The preset sweep of a method (:attr:`~boomda.methods.base.Method.preset`), copied.
+
+    Args:
+        method: a name in :data:`boomda.registry.METHODS`.
+
+    Returns:
+        The points, the method's default first, each a new dict of setting -> value.
+
+    Raises:
+        ConfigError: an unknown method.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return [dict(point) for point in METHODS[method].preset]
@@ -62,8 +77,22 @@ def _annotation(method: str, key: str, where: str) -> Any:
 
 def sweep_points(method: str, sweep: Mapping[str, Sequence[Any]],
                  where: str = "sweep") -> list[dict[str, Any]]:
-    """Every combination of the values of ``sweep`` (setting -> non-empty list of values), in
-    order (the last setting varies fastest), each value coerced to its setting's type."""
+    """Every combination of the values of a sweep, each value coerced to its setting's type.
+
+    Args:
+        method: the method, whose options (and the tunable training options) the sweep may
+            vary.
+        sweep: setting -> non-empty list of values.
+        where: how errors name the sweep.
+
+    Returns:
+        The points in order, the last setting varying fastest.
+
+    Raises:
+        ConfigError: an unknown method, a sweep that is not a non-empty mapping, a setting
+            that is neither a tunable training option nor an option of the method, an empty
+            list of values, or a value that cannot be read as its setting's type.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if not isinstance(sweep, Mapping) or not sweep:
@@ -81,8 +110,19 @@ def sweep_points(method: str, sweep: Mapping[str, Sequence[Any]],
 
 
 def parse_sweep(items: Sequence[str], method: str) -> list[dict[str, Any]]:
-    """The points of ``--sweep KEY=V1,V2 ...`` (repeatable): every combination of the values;
-    one-line ConfigError for a malformed item, an unknown key, no values or a bad value."""
+    """The points of ``--sweep KEY=V1,V2 ...`` (repeatable): every combination of the values.
+
+    Args:
+        items: the ``KEY=V1,V2,...`` texts, one per setting.
+        method: the method, whose options (and the tunable training options) may be swept.
+
+    Returns:
+        The points, as :func:`sweep_points` gives them.
+
+    Raises:
+        ConfigError: a malformed item, a key given twice, an unknown key, no values, or a bad
+            value.
+    """
     sweep: dict[str, list[str]] = {}
     for item in items:
         key, eq, text = item.partition("=")
@@ -101,14 +141,29 @@ def parse_sweep(items: Sequence[str], method: str) -> list[dict[str, Any]]:
 
 
 def point_label(point: Mapping[str, Any]) -> str:
-    """A point as ``key=value,key=value`` (its folder's name under ``points/``)."""
+    """A point's label, its folder's name under ``points/``.
+
+    Args:
+        point: setting -> value.
+
+    Returns:
+        ``key=value,key=value``, floats in ``%g`` form.
+    """
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in point.items())
 
 
 def apply_point(config: TrainConfig, point: Mapping[str, Any]) -> TrainConfig:
-    """A copy of ``config`` with the settings of ``point`` (training options set, method
-    options added to ``options``)."""
+    """A copy of ``config`` with the settings of ``point``.
+
+    Args:
+        config: the training settings to start from (not changed).
+        point: setting -> value: training options are set, method options added to
+            ``options``.
+
+    Returns:
+        The new settings (not checked: :func:`check_points`).
+    """
     out = copy.deepcopy(config)
     train = {f.name for f in dataclasses.fields(TrainConfig)}
     for key, value in point.items():
@@ -121,8 +176,22 @@ def apply_point(config: TrainConfig, point: Mapping[str, Any]) -> TrainConfig:
 
 def check_points(config: TrainConfig, points: Sequence[Mapping[str, Any]],
                  n_modalities: int | None = None, where: str = "sweep") -> list[str]:
-    """Check every point's settings (:func:`boomda.methods.check_config`) and return their
-    labels; ConfigError naming the first bad point."""
+    """Check every point's settings (:func:`boomda.methods.check_config`).
+
+    Args:
+        config: the training settings each point applies to.
+        points: the sweep's points.
+        n_modalities: the number of modalities, to check the options against (None: not
+            checked).
+        where: how errors name the sweep.
+
+    Returns:
+        The points' labels (:func:`point_label`), in order.
+
+    Raises:
+        ConfigError: no point, a point given twice, or naming the first point with a bad
+            setting.
+    """
     if not points:
         raise ConfigError(f"{where}: no point to tune")
     labels = [point_label(p) for p in points]
@@ -137,8 +206,17 @@ def check_points(config: TrainConfig, points: Sequence[Mapping[str, Any]],
 
 
 def check_validator(name: str, has_holdout: bool, where: str = "select") -> None:
-    """ConfigError unless ``name`` is a validator usable on a pair with (``has_holdout``) or
-    without a held-out source part."""
+    """Check that a validator exists and can score the pair it is meant for.
+
+    Args:
+        name: the validator's name in :data:`boomda.select.VALIDATORS`.
+        has_holdout: whether the pair has a held-out source part (at least 2 samples).
+        where: how errors name the option.
+
+    Raises:
+        ConfigError: an unknown validator, or one that needs a held-out source part the pair
+            lacks.
+    """
     from boomda.select import VALIDATORS
 
     if name not in VALIDATORS:
@@ -153,11 +231,17 @@ def check_validator(name: str, has_holdout: bool, where: str = "select") -> None
 class Selection:
     """Which point a validator chose, and every point's scores.
 
-    ``points``: each point's settings, in the sweep's order; ``labels``: their names;
-    ``scores``: per point, every validator's score (None where not finite); ``target``: per
-    point, the target's weighted F1 and accuracy when the target has labels (reporting only:
-    the choice never reads them), else None; ``chosen``: the chosen point's label; ``reason``:
-    why it was chosen."""
+    Attributes:
+        validator: the name of the validator that chose.
+        points: each point's settings, in the sweep's order.
+        labels: their names (:func:`point_label`).
+        scores: per point, every validator's score (None where not finite).
+        target: per point, the target's weighted F1 and accuracy when the target has labels
+            (reporting only: the choice never reads them), else None.
+        chosen: the chosen point's label.
+        reason: why it was chosen.
+        tie_rule: how ties were broken (:data:`TIE_RULE`).
+    """
 
     validator: str
     points: list[dict[str, Any]]
@@ -170,10 +254,17 @@ class Selection:
 
     @property
     def chosen_index(self) -> int:
+        """The chosen point's position in :attr:`points`."""
         return self.labels.index(self.chosen)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``selection.json``."""
+        """The JSON object of ``selection.json``.
+
+        Returns:
+            ``validator``, ``chosen``, ``chosen_point``, ``reason``, ``tie_rule`` and
+            ``points``: per point its ``label``, ``settings``, ``validators`` (scores) and
+            ``target_reporting_only``.
+        """
         return {"validator": self.validator, "chosen": self.chosen,
                 "chosen_point": self.points[self.chosen_index], "reason": self.reason,
                 "tie_rule": self.tie_rule,
@@ -185,14 +276,31 @@ class Selection:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Selection:
+        """The selection a ``selection.json`` object describes (:meth:`to_dict`'s inverse).
+
+        Args:
+            d: the JSON object.
+
+        Returns:
+            The selection.
+
+        Raises:
+            KeyError: a key :meth:`to_dict` writes is missing (``tie_rule`` may be).
+        """
         rows = d["points"]
         return cls(d["validator"], [r["settings"] for r in rows], [r["label"] for r in rows],
                    [r["validators"] for r in rows], [r["target_reporting_only"] for r in rows],
                    d["chosen"], d["reason"], d.get("tie_rule", TIE_RULE))
 
     def table(self) -> str:
-        """The points x validators table (and the target's weighted F1, reporting only), the
-        chosen point marked with ``*``."""
+        """The points x validators table, as ``boomda run --select`` prints it.
+
+        Returns:
+            A header and one line per point, the chosen point and the choosing validator's
+            column header marked with ``*``; the target's weighted F1 in a last column
+            (reporting only) when the target has labels.
+
+        """
         names = list(self.scores[0]) if self.scores else []
         labelled = any(t is not None for t in self.target)
         width = max(len("point"), *(len(label) for label in self.labels)) + 2
@@ -215,8 +323,19 @@ class Selection:
 
 def choose(validator: str, labels: Sequence[str], scores: Sequence[Mapping[str, Any]],
            ) -> tuple[str, str]:
-    """The label of the point with the highest finite ``validator`` score (the earlier point on
-    ties) and why; BoomdaError when no point has a finite score."""
+    """The point with the highest finite score of a validator; the earlier point wins ties.
+
+    Args:
+        validator: the validator whose score decides.
+        labels: the points' labels, in the sweep's order.
+        scores: per point, validator name -> score (None or non-finite: cannot win).
+
+    Returns:
+        The chosen label and why it was chosen, in words.
+
+    Raises:
+        BoomdaError: no point has a finite score.
+    """
     values = [_finite(s.get(validator)) for s in scores]
     finite = [i for i, v in enumerate(values) if v is not None]
     if not finite:
@@ -239,7 +358,22 @@ def _finite(value: Any) -> float | None:
 
 def make_selection(validator: str, points: Sequence[Mapping[str, Any]], labels: Sequence[str],
                    scores: Sequence[Mapping[str, Any]], target: Sequence[Any]) -> Selection:
-    """The :class:`Selection` of the point ``validator`` chooses among ``points``."""
+    """The :class:`Selection` of the point ``validator`` chooses among ``points`` (:func:`choose`).
+
+    Args:
+        validator: the validator whose score decides.
+        points: the points' settings, in the sweep's order.
+        labels: their labels.
+        scores: per point, every validator's score.
+        target: per point, the target's scores when it has labels (reporting only), else None.
+
+    Returns:
+        The selection, non-finite scores stored as None.
+
+    Raises:
+        BoomdaError: no point has a finite score.
+    """
+
     chosen, reason = choose(validator, labels, scores)
     plain = [{k: _finite(v) for k, v in s.items()} for s in scores]
     return Selection(validator, [dict(p) for p in points], list(labels), plain, list(target),
