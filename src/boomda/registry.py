@@ -8,6 +8,19 @@ derived from these.
 
 Adding an entry is one line: ``METHODS.register(LinearMMD.name, LinearMMD)`` (or
 ``METHODS["mmd"] = LinearMMD``); see docs/extending.md.
+
+Attributes:
+    METHODS: method name -> :class:`boomda.methods.base.Method` subclass (``train.method``,
+        ``--method``); the built-ins in the paper's Table 1 order, each with the traits
+        ``table_rank``, ``use_ca``, ``use_pl`` and ``baseline``.
+    BALANCERS: balancing strategy name -> :class:`boomda.balance.Balancer` subclass
+        (``train.options.gamma_solver``, ``--gamma-solver``); the trait ``data_parallel``:
+        whether it trains in data-parallel processes.
+    NORMALIZATIONS: the gradient normalisations before balancing
+        (``train.options.gamma_normalization``): a tuple of names, not a registry.
+    CA_FORMS: correlation-alignment form name -> loss ``(z_source, z_target) -> scalar``
+        (``train.options.ca_form``, ``--ca-form``).
+    READERS: corpus name -> reader ``read(raw, signals) -> RawCorpus`` (``raw.corpus``).
 """
 
 from __future__ import annotations
@@ -24,21 +37,41 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Lazy:
-    """An entry given by where it is defined, ``"module:attribute"``, imported at first use.
-    ``traits``: those of its attributes that are read without loading it (the report's table
-    order and ablation marks); they must equal the loaded object's attributes."""
+    """An entry given by where it is defined, imported at first use.
+
+    Attributes:
+        target: ``"module:attribute"``.
+        traits: those of its attributes that are read without loading it (the report's table
+            order and ablation marks); they must equal the loaded object's attributes.
+    """
 
     target: str
     traits: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> Any:
-        """The object ``target`` names."""
+        """Import the object ``target`` names.
+
+        Returns:
+            The object.
+
+        Raises:
+            ImportError: the module cannot be imported.
+            AttributeError: the module has no such attribute.
+        """
         module, _, attribute = self.target.partition(":")
         return getattr(importlib.import_module(module), attribute)
 
 
 class Registry(MutableMapping[str, T]):
-    """Names -> entries of one extension point (``what``: how its errors name it)."""
+    """Names -> entries of one extension point, a mutable mapping in registration order.
+
+    Reading an entry loads it if it is :class:`Lazy`; iteration, ``in`` and ``len`` load
+    nothing.
+
+    Args:
+        what: how its errors name an entry (``method``, ``gamma solver``).
+        entries: the initial entries, name -> entry or :class:`Lazy`.
+    """
 
     def __init__(self, what: str, entries: dict[str, Any] | None = None) -> None:
         self.what = what
@@ -46,7 +79,18 @@ class Registry(MutableMapping[str, T]):
         self._loaded: dict[str, Any] = {}  # the objects of the Lazy entries loaded so far
 
     def register(self, name: str, entry: T | Lazy) -> T | Lazy:
-        """Add (or replace) the entry called ``name``; returns ``entry``."""
+        """Add (or replace) the entry called ``name``.
+
+        Args:
+            name: the entry's name, as a config or the command line gives it.
+            entry: the entry, or a :class:`Lazy` reference to it.
+
+        Returns:
+            ``entry``.
+
+        Raises:
+            ConfigError: an empty or non-string name.
+        """
         if not isinstance(name, str) or not name:
             raise ConfigError(f"a {self.what} needs a non-empty name, got {name!r}")
         self._entries[name] = entry
@@ -81,24 +125,54 @@ class Registry(MutableMapping[str, T]):
         return f"Registry({self.what!r}, {list(self._entries)})"
 
     def names(self) -> list[str]:
-        """The registered names, in registration order (nothing is imported)."""
+        """The registered names, in registration order (nothing is imported).
+
+        Returns:
+            The names.
+        """
         return list(self._entries)
 
     def choices(self) -> str:
-        """The names as a help text or an error lists them: ``a, b, c``."""
+        """The names as a help text or an error lists them.
+
+        Returns:
+            ``a, b, c``.
+        """
         return ", ".join(self._entries)
 
     def lookup(self, name: str, where: str | None = None) -> T:
-        """The entry called ``name``; an unknown one is a :class:`ConfigError` naming
-        ``where`` (default: the kind of entry) and listing the registered names."""
+        """The entry called ``name``, loaded, with a one-line error for an unknown name.
+
+        Args:
+            name: the entry's name.
+            where: how the error names the option (default: the kind of entry, ``what``).
+
+        Returns:
+            The entry.
+
+        Raises:
+            ConfigError: an unknown name, listing the registered names.
+        """
         if name not in self._entries:
             raise ConfigError(f"unknown {where or self.what} {name!r}; choose from "
                               f"{self.choices()}")
         return self[name]
 
     def trait(self, name: str, key: str, default: Any = None) -> Any:
-        """The attribute ``key`` of the entry ``name`` (``default`` if it has none): read from
-        a :class:`Lazy` entry's declared traits without loading it, else from the entry."""
+        """An attribute of an entry, read without loading it when it is a declared trait.
+
+        Args:
+            name: the entry's name.
+            key: the attribute.
+            default: the value when the entry has no such attribute.
+
+        Returns:
+            A :class:`Lazy` entry's declared trait ``key``, else the (loaded) entry's
+            attribute.
+
+        Raises:
+            KeyError: an unknown name.
+        """
         entry = self._entries[name]
         if isinstance(entry, Lazy) and key in entry.traits:
             return entry.traits[key]
@@ -148,7 +222,14 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
 def check_normalization(mode: str) -> None:
-    """Raise :class:`ConfigError` unless ``mode`` is one of :data:`NORMALIZATIONS`."""
+    """Check a gradient normalisation's name.
+
+    Args:
+        mode: the name.
+
+    Raises:
+        ConfigError: ``mode`` is not one of :data:`NORMALIZATIONS`.
+    """
     if mode not in NORMALIZATIONS:
         raise ConfigError(f"unknown gamma_normalization {mode!r}; choose from "
                           f"{', '.join(NORMALIZATIONS)}")
@@ -171,8 +252,15 @@ READERS: Registry[Any] = Registry("corpus", {
 
 
 def table_order(names: list[str] | None = None) -> list[str]:
-    """``names`` (default: every registered method) in the paper's table order (the methods'
-    ``table_rank``), those without a rank after, in registration order."""
+    """Methods in the paper's table order (their ``table_rank``), loading none.
+
+    Args:
+        names: the method names (default: every registered method).
+
+    Returns:
+        The ranked names by rank, then those without a rank (or not registered), in the
+        order given.
+    """
     names = METHODS.names() if names is None else names
     ranked = sorted((METHODS.trait(n, "table_rank"), i, n) for i, n in enumerate(names)
                     if n in METHODS and METHODS.trait(n, "table_rank") is not None)
@@ -180,8 +268,11 @@ def table_order(names: list[str] | None = None) -> list[str]:
 
 
 def ablation_marks() -> dict[str, tuple[bool, bool]]:
-    """The ablation variants (methods that say whether they use CA and PL), in table order ->
-    (uses CA, uses PL)."""
+    """The ablation variants: the methods that say whether they use CA and PL.
+
+    Returns:
+        Method name -> (uses CA, uses PL), in table order.
+    """
     marks = {}
     for name in table_order():
         ca, pl = METHODS.trait(name, "use_ca"), METHODS.trait(name, "use_pl")
@@ -191,5 +282,10 @@ def ablation_marks() -> dict[str, tuple[bool, bool]]:
 
 
 def baselines() -> list[str]:
-    """The methods marked ``baseline`` (direct transfer and the published baselines)."""
+    """The methods marked ``baseline`` (direct transfer and the published baselines).
+
+    Returns:
+        Their names, in registration order.
+    """
+
     return [n for n in METHODS if METHODS.trait(n, "baseline", False)]
