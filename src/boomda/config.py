@@ -74,10 +74,44 @@ EPOCH_VALIDATORS = ("none", "im")
 class TrainConfig:
     """Hyperparameters of one training run.
 
-    ``options`` holds the method's own hyperparameters: Boomda's ``alpha1``, ``alpha2``,
-    ``vote_threshold``, ``gamma_solver``, ``gamma_normalization`` and ``ca_form``
-    (:class:`boomda.methods.boomda.BoomdaOptions`), ``trade_off`` for the adversarial baselines,
-    ...; each method documents and validates its options.
+    Every field but ``betas`` and ``options`` is a command-line option of ``boomda run``
+    (``--batch-size`` for ``batch_size``), and every field a key under ``train:`` in a config
+    file. :meth:`validate` checks the values; the method and its options are checked by
+    :func:`boomda.methods.check_config`.
+
+    Attributes:
+        method: the method, a name in :data:`boomda.registry.METHODS`: Boomda, an ablation
+            variant or a baseline (default ``boomda``).
+        epochs: passes over the source training set (default 30; at least 1).
+        batch_size: source (and target) samples per step (default 48; at least 2).
+        lr: the learning rate (default 1e-3; positive).
+        betas: Adam's and AdamW's betas, two numbers in [0, 1) (default (0.9, 0.999)); SGD's
+            momentum is the first.
+        weight_decay: the weight decay (default 0; >= 0).
+        optimizer: ``adam`` (default, the paper's), ``adamw`` or ``sgd``.
+        lr_schedule: the learning-rate schedule over the run: ``constant`` (default),
+            ``cosine`` (decays to 0) or ``inverse`` (``lr / (1 + 10 p)^0.75`` at progress p,
+            Ganin et al. 2016).
+        grad_clip: clip the gradients' global norm to this value; 0 (default): off.
+        beta: the weight of the IB log-determinant (default 5e-4; >= 0).
+        dim: the representation size d (default 256).
+        hidden: the hidden width of the feature encoders (default 512).
+        dropout: the dropout of the feature encoders (default 0.1; in [0, 1)).
+        modality_dropout: the probability of zeroing a modality's representation before
+            fusion, per sample and step (ModDrop, Neverova et al. 2016): trains the fused head
+            for inputs that lack a modality; 0 (default): off.
+        seed: the seed of training, and of the split and shifts unless ``data.split_seed``
+            (default 0; in 0 .. 2**32 - 1).
+        device: ``auto`` (default: a CUDA GPU when one is present), ``cpu``, ``cuda`` or
+            ``cuda:N``.
+        precision: ``fp32`` (default), or ``bf16``: the network's forward pass autocast to
+            bfloat16, the alignment, Q and the IB term in fp32.
+        select_epoch: ``none`` (default: the last epoch's model) or ``im``: keep the model of
+            the epoch whose IM score on the unlabelled target is best (docs/benchmarks.md).
+        options: the method's own hyperparameters: Boomda's ``alpha1``, ``alpha2``,
+            ``vote_threshold``, ``gamma_solver``, ``gamma_normalization`` and ``ca_form``
+            (:class:`boomda.methods.boomda.BoomdaOptions`), ``trade_off`` for the adversarial
+            baselines, ...; each method documents and validates its options.
     """
 
     method: str = _option("boomda", "the method: Boomda, an ablation variant or a baseline")
@@ -110,9 +144,14 @@ class TrainConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad option. The method's name and its
-        options are checked against the method registry by
-        :func:`boomda.methods.check_config`, which also calls this."""
+        """Check the values of the fields, but the method's name and options.
+
+        Those are checked against the method registry by :func:`boomda.methods.check_config`,
+        which also calls this.
+
+        Raises:
+            ConfigError: naming the first bad option.
+        """
         for f in fields(self):
             value = getattr(self, f.name)
             numbers = value if isinstance(value, tuple) else (value,)
@@ -149,15 +188,23 @@ class TrainConfig:
 class DataConfig:
     """Where the data comes from and how the domain pair is built.
 
-    Either one labelled data set, split and shifted by the paper's protocol: ``dataset``,
-    ``mfeat`` (the embedded UCI Multiple Features data), ``htad`` or the path of a ``.npz`` file
-    holding one (N, D_m) array per modality plus ``labels`` (N,); or a real pair of domains:
-    ``source`` and ``target``, two such ``.npz`` files (labels required in the source, optional
-    in the target, where they serve scoring only), and then ``dataset`` is empty.
-    ``modalities``: which modalities to use, in order (all when empty). ``shifts``: modality ->
-    target shift (see ``boomda.data.shifts.parse_shift``; with a real pair, an optional extra
-    corruption of the target). ``holdout``: stratified fraction of the source kept out of
-    training. ``split_seed``: seed of the split and shifts (the training seed when None).
+    Either one labelled data set, split and shifted by the paper's protocol (``dataset``), or
+    a real pair of domains (``source`` and ``target``, and then ``dataset`` is empty).
+
+    Attributes:
+        dataset: ``mfeat`` (default: the embedded UCI Multiple Features data), ``htad`` or
+            the path of a ``.npz`` file holding one (N, D_m) array per modality plus
+            ``labels`` (N,).
+        modalities: which modalities to use, in order (all when empty); default ``fou``,
+            ``kar``, ``pix`` for ``mfeat``.
+        shifts: modality -> target shift (see ``boomda.data.shifts.parse_shift``; with a real
+            pair, an optional extra corruption of the target); default: the embedded data's
+            shifts of docs/data.md for ``mfeat``.
+        holdout: the stratified fraction of the source kept out of training (default 0.2).
+        split_seed: the seed of the split and shifts (None, default: the training seed).
+        source: a real pair's source, a ``.npz`` file as above (labels required), or None.
+        target: a real pair's target, a ``.npz`` file as above (labels optional, serving
+            scoring only), or None.
     """
 
     dataset: str = "mfeat"
@@ -174,7 +221,14 @@ class DataConfig:
         return self.source is not None
 
     def validate(self, where: str = "data") -> None:
-        """Raise :class:`ConfigError` naming the first bad option (the split's seed range)."""
+        """Check the options that can be checked without reading the data (the split's seed).
+
+        Args:
+            where: how errors name this config (``data``, ``config.yaml.data``).
+
+        Raises:
+            ConfigError: naming the first bad option.
+        """
         if self.split_seed is not None:
             _check(0 <= self.split_seed <= SEED_MAX, f"{where}.split_seed",
                    f"must lie in 0 .. {SEED_MAX}", self.split_seed)
@@ -284,9 +338,24 @@ class LoggingConfig:
 class RunConfig:
     """A whole run: data, training and where the run folder goes.
 
-    With ``raw`` set, the data come from a raw corpus through pretrained backbones and
-    ``data.dataset``, ``data.modalities`` and ``data.shifts`` are not used (``data.holdout`` and
-    ``data.split_seed`` are).
+    The YAML config file of ``boomda run --config`` holds these keys (:meth:`from_yaml`).
+
+    Attributes:
+        data: where the data comes from (:class:`DataConfig`). With ``raw`` set, the data
+            come from a raw corpus through pretrained backbones and ``data.dataset``,
+            ``data.modalities`` and ``data.shifts`` are not used (``data.holdout`` and
+            ``data.split_seed`` are).
+        train: the training settings (:class:`TrainConfig`).
+        out: the folder the run folder goes in (default ``runs``).
+        name: the run folder's name (None, default: ``method-modalities-seedN-<date>-<time>-
+            <random>``).
+        raw: a raw corpus (:class:`RawDataConfig`), or None (default) for feature data.
+        tags: labels a grid gives its cells (``task``, ``point``), kept in config.yaml for
+            reports.
+        checkpoint_every: save the training state every this many epochs (``boomda run
+            --resume``; default 1); 0: never.
+        logging: training curves besides metrics.jsonl (:class:`LoggingConfig`; not part of
+            the run's settings: left out of its config fingerprint).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -303,15 +372,34 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data, as ``config.yaml`` holds it (:meth:`from_dict`'s inverse).
+
+        Returns:
+            A nested dict of the fields, ``train.betas`` as a list.
+        """
         d = dataclasses.asdict(self)
         d["train"]["betas"] = list(self.train.betas)
         return d
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> RunConfig:
-        """The config a mapping (a YAML file's) describes, ``where`` naming it in errors: the
-        keys, the value types and the options checked without the method and data registries
-        (those: :func:`boomda.resolve.resolve`)."""
+        """The config a mapping (a YAML file's) describes.
+
+        The keys, the value types and the options are checked without the method and data
+        registries (those: :func:`boomda.resolve.resolve`).
+
+        Args:
+            raw: the mapping, with the keys of the fields (all optional).
+            where: how errors name it (a file's path).
+
+        Returns:
+            The config.
+
+        Raises:
+            ConfigError: an unknown key, a value of the wrong type or out of range, or a
+                ``data`` section naming only one of ``source``/``target`` or both them and
+                ``dataset``.
+        """
         check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
         data.validate(f"{where}.data")
@@ -349,6 +437,21 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
+        """The config a YAML file describes (:meth:`from_dict`).
+
+        Args:
+            path: the file: UTF-8 YAML, a mapping at the top level (an empty file is the
+                default config), at most :data:`MAX_YAML_NODES` nodes once its aliases are
+                expanded.
+
+        Returns:
+            The config.
+
+        Raises:
+            ConfigError: the file is missing, not UTF-8, not valid YAML, not a mapping, too
+                large, or holds a bad key or value.
+        """
+
         return cls.from_dict(load_yaml_mapping(path, "config file"), where=str(path))
 
 
