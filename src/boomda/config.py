@@ -397,8 +397,9 @@ class RunConfig:
 
         Raises:
             ConfigError: an unknown key, a value of the wrong type or out of range, or a
-                ``data`` section naming only one of ``source``/``target`` or both them and
-                ``dataset``.
+                ``data`` section naming only one of ``source``/``target``, or a pair and a
+                ``dataset`` together.
+
         """
         check_keys(raw, [f.name for f in fields(cls)], where, "key")
         data = _build(DataConfig, raw.get("data") or {}, f"{where}.data")
