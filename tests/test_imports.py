@@ -125,3 +125,52 @@ def test_no_import_cycle_among_boomda_modules() -> None:
     assert "boomda.cli" in graph and graph["boomda.cli"], "the parser found no imports"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+#: the layers of the package, lowest first (docs/design.md): a module may import its own layer's
+#: modules and lower layers' (and its parent packages), never a higher layer's
+LAYERS = [
+    ("foundation", ["errors", "atomic", "lock", "registry", "runtime", "board", "distributed"]),
+    ("settings", ["config", "rundir"]),
+    ("models", ["nn", "losses", "balance"]),
+    ("data and methods", ["data", "methods"]),
+    ("training", ["evaluate", "train", "select", "sweep", "partial", "resolve"]),
+    ("estimator", ["estimator", "diagnose"]),
+    ("run", ["run"]),
+    ("orchestration", ["tune", "grid", "report"]),
+    ("entry points", ["cli", "launch", "__main__"]),
+]
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of ``module`` (``boomda.x.y``): of its first name."""
+    first = module.split(".")[1] if module.count(".") else ""
+    for index, (_, names) in enumerate(LAYERS):
+        if first in names:
+            return index
+    raise AssertionError(f"{module} is in no layer of LAYERS (docs/design.md): add it")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        if module == "boomda":
+            continue  # the package's own lazy names: the entry point of every layer
+        for target in sorted(targets):
+            if target in _parents(module):
+                continue
+            if layer_of(target) > layer_of(module):
+                found.append(f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} "
+                             f"({LAYERS[layer_of(target)][0]})")
+    return found
+
+
+def test_layer_check_catches_an_upward_import() -> None:
+    graph = {"boomda.config": {"boomda.errors"}, "boomda.losses": {"boomda.train"}}
+    assert upward_imports(graph) == [
+        "boomda.losses (models) imports boomda.train (training)"]
+
+
+def test_every_module_imports_only_its_own_and_lower_layers() -> None:
+    graph = import_graph()
+    assert upward_imports(graph) == []
