@@ -1,11 +1,9 @@
 """Grids: cells, resumption after a killed worker, failed cells, folder safety."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,22 +12,22 @@ import yaml
 from boomda.bench import GridSpec, cell_status, point_label, run_grid
 from boomda.errors import BoomdaError, ConfigError
 from boomda.methods import check_config
-
-TINY_TRAIN = {"epochs": 3, "dim": 16, "hidden": 32}
+from tests.helpers import (
+    HAS_PROC,
+    children,
+    read_proc,
+    send_signal,
+    spawned_workers,
+    tiny_grid,
+    wait_until,
+)
 
 
 def _spec(**changes):
-    raw = {
-        "name": "tiny",
-        "base": {"data": {"modalities": ["fou", "kar", "mor"],
-                          "shifts": {"fou": "noise:snr=1", "mor": "mask:fraction=0.5"}},
-                 "train": dict(TINY_TRAIN)},
-        "methods": ["dt", "boomda"],
-        "subsets": [["fou", "kar"], ["fou", "kar", "mor"]],
-        "seeds": [0, 1],
-    }
-    raw.update(changes)
-    return raw
+    return tiny_grid("tiny", modalities=("fou", "kar", "mor"),
+                     shifts={"fou": "noise:snr=1", "mor": "mask:fraction=0.5"},
+                     subsets=[["fou", "kar"], ["fou", "kar", "mor"]], seeds=(0, 1),
+                     epochs=3, dim=16, hidden=32, **changes)
 
 
 def test_cells_are_the_product_and_pairs_come_first():
@@ -59,20 +57,6 @@ def test_grid_spec_errors():
         GridSpec.from_dict(_spec(method_overrides={"cdan": {"options": {"entropy": True}}}))
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                if "spawn_main" in cmd:
-                    kids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return kids
-
-
 def _results(folder: Path) -> dict:
     out = {}
     for cell in sorted((folder / "runs").iterdir()):
@@ -82,7 +66,8 @@ def _results(folder: Path) -> dict:
     return out
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find worker processes")
+@pytest.mark.integration
+@pytest.mark.skipif(not HAS_PROC, reason="needs /proc to find worker processes")
 def test_killed_worker_then_rerun_gives_every_cell_once_and_same_results(tmp_path):
     grid = tmp_path / "grid.yaml"
     spec = _spec(seeds=[0, 1, 2])
@@ -98,16 +83,18 @@ def test_killed_worker_then_rerun_gives_every_cell_once_and_same_results(tmp_pat
     command = [sys.executable, "-m", "boomda.cli", "bench", str(grid), "--out", str(interrupted),
                "--workers", "2", "--threads", "1", "--no-progress"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    killed = False
-    while time.time() < deadline and proc.poll() is None:
-        done = list((interrupted / "runs").glob("*/results.json")) if interrupted.exists() else []
-        workers = _children(proc.pid)
-        if done and workers:
-            os.kill(workers[0], signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
+    bench = read_proc(proc.pid)
+    assert bench is not None
+
+    killed = []
+
+    def kill_a_worker() -> bool:  # once a cell is done
+        if list(interrupted.glob("runs/*/results.json")):
+            killed.extend(w for w in spawned_workers(children(bench))[:1]
+                          if send_signal(w, signal.SIGKILL))
+        return bool(killed)
+
+    wait_until(lambda: proc.poll() is not None or kill_a_worker())
     out, err = proc.communicate(timeout=120)
     assert killed, "the grid finished before a worker could be killed"
     assert proc.returncode == 2, err
