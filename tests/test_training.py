@@ -98,6 +98,7 @@ def test_save_load_predict_roundtrip(tmp_path):
         DomainAdapter.load(tmp_path / "junk.pt")
 
 
+@pytest.mark.integration  # two runs at the default budget of 30 epochs
 def test_boomda_beats_direct_transfer_on_shifted_embedded_data():
     data = load_multiple_features(DEFAULT_MODALITIES)
     pair = DomainPair.from_protocol(data, DEFAULT_SHIFTS, seed=0)
