@@ -292,11 +292,11 @@ def test_a_stop_signal_ends_the_grid_at_once(tmp_path, how):
         return {p.parent.name for p in out.glob(f"runs/boomda__*/{rundir.METRICS_PARTIAL}")
                 if p.stat().st_size}
 
-    bench_ = _start_bench(grid, out)
-    proc = bench_.proc
+    running = _start_bench(grid, out)
+    proc = running.proc
     try:
         assert _wait_for(lambda: _done(out) == dt_cells and len(boomda_training()) == 2
-                         and len(bench_.workers()) == 2, proc), proc.communicate()[1]
+                         and len(running.workers()) == 2, proc), proc.communicate()[1]
         training = boomda_training()
         if how.startswith("SIGTERM"):
             os.kill(proc.pid, signal.SIGTERM)
@@ -315,7 +315,7 @@ def test_a_stop_signal_ends_the_grid_at_once(tmp_path, how):
         rf"command again to resume", lines[0]), err
     assert _done(out) == dt_cells
     assert {cell_status(out / "runs" / c) for c in training} == {rundir.UNFINISHED}
-    assert bench_.session_gone() == []
+    assert running.session_gone() == []
     assert (out / bench.LOCK).read_text() == ""  # released
 
 
@@ -338,15 +338,15 @@ def _kill_round(grid: Path, out: Path, kind: str, delay: float,
     """Start the bench on ``out``, kill it (``kind``) ``delay`` s after it starts training,
     and check that nothing of it is left. Returns its exit code and stderr."""
     started = time.time()
-    bench_ = _start_bench(grid, out)
-    proc = bench_.proc
+    running = _start_bench(grid, out)
+    proc = running.proc
     try:
-        _wait_for(lambda: _training_since(out, started) and len(bench_.workers()) == 2, proc)
+        _wait_for(lambda: _training_since(out, started) and len(running.workers()) == 2, proc)
         try:  # the random moment of the kill
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             if kind == "SIGKILL worker":
-                workers = bench_.workers()
+                workers = running.workers()
                 if workers:
                     send_signal(random.Random(delay).choice(workers), signal.SIGKILL)
             elif kind == "SIGINT group":
@@ -358,7 +358,7 @@ def _kill_round(grid: Path, out: Path, kind: str, delay: float,
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert bench_.session_gone() == [], f"processes of the killed bench left ({kind})"
+    assert running.session_gone() == [], f"processes of the killed bench left ({kind})"
     finished = len(_done(out)) == total
     if proc.returncode == 0:
         assert finished
