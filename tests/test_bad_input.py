@@ -98,11 +98,6 @@ def test_the_embedded_views_come_from_the_data_registry(here, capsys):
     assert spec.subset_list() == [(names[0], names[-1])]
 
 
-def test_the_shipped_grids_still_validate():
-    for path in sorted((ROOT / "configs").glob("grid-*.yaml")):
-        assert GridSpec.from_yaml(path).cells(), path
-
-
 # --------------------------------------------------------------------------- YAML bounds
 
 

@@ -21,6 +21,8 @@ from boomda.methods.mada import class_weighted_inputs
 from boomda.nn.adversarial import GradientReversal, grl_schedule, reverse_gradient
 from boomda.nn.net import MultimodalNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_gradient_reversal_forward_identity_backward_negated():
     x = torch.randn(4, 3, requires_grad=True)

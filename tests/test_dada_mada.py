@@ -17,6 +17,8 @@ from boomda.methods.dada import (
 )
 from boomda.nn.net import MultimodalNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ----------------------------------------------------------------- numpy versions of the release
 
 

@@ -1,13 +1,13 @@
 """Data-parallel training (boomda.distributed): 2 processes under torchrun (gloo, CPU) against 1
 process at the same global batch. Every loss term is computed on the gathered global batch, so
-losses, gamma and the trained parameters agree up to float round-off."""
+losses, gamma and the trained parameters agree up to float round-off. The tests that start
+processes are in the integration tier."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ import yaml
 
 from boomda.cli import main
 from boomda.distributed import gather_rows, local_rows, world
+from tests.helpers import HAS_PROC, descendants, is_alive, read_proc, send_signal, wait_until
 
 # 800 source training rows / 40 = 20 steps; no encoder dropout, whose masks each rank takes from
 # the draw for the gathered batch in rank order, which gives them to other rows than one process
@@ -69,6 +70,7 @@ CASES = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_train_as_one_at_the_same_global_batch(case, tmp_path, one_torch_thread):
     extra = CASES[case]
@@ -108,23 +110,8 @@ def test_rows_helpers_are_the_identity_in_one_process():
     assert local_rows(x) is x and gather_rows(x) is x
 
 
-def _descendants(pid: int) -> list[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    out, frontier = [], [pid]
-    while frontier:
-        kids = [p for p, parent in parents.items() if parent in frontier]
-        out += kids
-        frontier = kids
-    return out
-
-
-@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(not HAS_PROC, reason="needs /proc to find torchrun's workers")
 def test_a_killed_data_parallel_run_resumes_under_data_parallel(tmp_path):
     """2 processes, SIGKILLed after the first checkpoint, resumed with 2 processes: the same
     training as one uninterrupted process."""
@@ -137,18 +124,16 @@ def test_a_killed_data_parallel_run_resumes_under_data_parallel(tmp_path):
                              str(tmp_path), "--name", "two", "--nproc", "2"], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    launcher = read_proc(proc.pid)
+    assert launcher is not None
     checkpoint = tmp_path / "two" / "checkpoint.pt"
-    deadline = time.time() + 240
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_until(lambda: checkpoint.exists() or proc.poll() is not None, 240)
     # torchrun's workers may run in sessions of their own: kill the whole process tree
-    for pid in [proc.pid, *_descendants(proc.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    tree = [launcher, *descendants(launcher)]
+    for process in tree:
+        send_signal(process, signal.SIGKILL)
     proc.wait()
-    time.sleep(0.5)
+    assert wait_until(lambda: not any(is_alive(p) for p in tree))  # none writes on
     assert checkpoint.exists() and not (tmp_path / "two" / "results.json").exists()
     done = _boomda("run", "--resume", str(tmp_path / "two"), "--nproc", "2", "--no-progress",
                    cwd=tmp_path)
@@ -223,6 +208,7 @@ def test_the_raw_cache_is_filled_sharded_by_rank(monkeypatch):
     assert calls == [] and barriers == [1]
 
 
+@pytest.mark.integration
 def test_a_failing_data_parallel_run_ends_in_one_error_line(tmp_path):
     """An error in the processes (here: a data file that does not exist, found when the data
     are read) is said once; torchrun's own traceback is not shown; exit code 2."""
@@ -327,6 +313,7 @@ def _two_processes(tmp_path: Path, method_name: str, optimizer: str, grad_clip: 
     return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("method", "optimizer", "grad_clip"),
                          [("boomda", "sgd", 0.0), ("dann", "sgd", 0.05)])
 def test_the_synchronised_gradient_is_the_one_process_gradient(method, optimizer, grad_clip,
@@ -350,6 +337,7 @@ def test_the_synchronised_gradient_is_the_one_process_gradient(method, optimizer
                                        msg=key)
 
 
+@pytest.mark.integration
 def test_each_rank_draws_its_rows_dropout_masks_from_the_global_draw(tmp_path,
                                                                      one_torch_thread):
     """Every rank draws dropout and modality-dropout masks as for the whole gathered batch and

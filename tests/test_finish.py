@@ -176,7 +176,7 @@ def test_resume_restores_metrics_lines_the_files_lost(dataset, reference, tmp_pa
     assert _lines(folder) == reference["lines"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.skipif(os.name != "posix", reason="POSIX kill")
 def test_a_killed_boomda_run_at_every_finish_operation_resumes(dataset, reference, tmp_path):
     """Real kills (``os._exit`` right after the operation: no clean-up runs) of a ``boomda run``

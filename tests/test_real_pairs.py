@@ -311,7 +311,7 @@ def test_a_grid_with_a_two_file_task(files):
                   "mine-unlabelled": {"source": "source.npz", "target": "unlabelled.npz"}},
         "seeds": [0],
     })
-    result = run_grid(spec, files / "g", workers=1, progress=False, report=True)
+    result = run_grid(spec, files / "g", workers=1, threads=1, progress=False, report=True)
     assert result.done == 4 and result.failed == 0
     report = (files / "g" / "report.md").read_text()
     assert "mine" in report

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from boomda.errors import BoomdaError
 from boomda.estimator import DomainAdapter
 from boomda.run import resume_experiment, run_experiment
 from boomda.train import Trainer
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -205,33 +205,39 @@ def _boomda(*args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def _partial_lines(folder: Path) -> int:
+    """The steps a run folder's metrics.jsonl.partial holds so far."""
+    try:
+        return (folder / rundir.METRICS_PARTIAL).read_text().count("\n")
+    except FileNotFoundError:
+        return 0
+
+
 def _cli_config(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(json.dumps(_config(tmp_path, None, epochs=12).to_dict()))
     return str(path)
 
 
+@pytest.mark.integration
 def test_killed_process_resumes_exactly(tmp_path):
     """SIGKILL a ``boomda run`` process at a random step, resume it, and compare with an
     uninterrupted process."""
     config = _cli_config(tmp_path)
     whole = _boomda("run", "--config", config, "--name", "whole", "--no-progress")
-    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
     steps = len(_metrics(tmp_path / "whole"))
     cut = tmp_path / "cut"
     for attempt, fraction in enumerate((0.3, 0.7)):
         args = ("--resume", str(cut)) if attempt else ("--config", config, "--name", "cut")
         proc = _boomda("run", *args, "--no-progress")
-        partial = cut / rundir.METRICS_PARTIAL
         target = int(steps * (fraction + random.Random(attempt).uniform(0, 0.1)))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if partial.is_file() and partial.read_text().count("\n") >= target:
-                break
-            time.sleep(0.01)
+        wait_until(lambda p=proc, n=target: p.poll() is not None or _partial_lines(cut) >= n,
+                   120, every=0.01)
         assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGKILL)  # not reaped yet: the pid is still this process's
+        proc.communicate(timeout=30)
         assert rundir.run_status(cut) == rundir.UNFINISHED
     final = _boomda("run", "--resume", str(cut), "--no-progress")
     out, err = final.communicate(timeout=300)

@@ -98,6 +98,7 @@ def test_save_load_predict_roundtrip(tmp_path):
         DomainAdapter.load(tmp_path / "junk.pt")
 
 
+@pytest.mark.integration  # two runs at the default budget of 30 epochs
 def test_boomda_beats_direct_transfer_on_shifted_embedded_data():
     data = load_multiple_features(DEFAULT_MODALITIES)
     pair = DomainPair.from_protocol(data, DEFAULT_SHIFTS, seed=0)
@@ -110,14 +111,6 @@ def test_boomda_beats_direct_transfer_on_shifted_embedded_data():
     assert f1_boomda >= f1_dt + 5.0
 
 
-@pytest.fixture
-def _keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("_keep_threads")
 def test_cli_run_threads_and_progress_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     """boomda run: one torch thread by default on feature-vector data (OMP_NUM_THREADS unset),
     --threads N otherwise; a progress bar only when stderr is a terminal."""

@@ -365,7 +365,7 @@ def test_overwrite_replaces_a_tuned_folder(files):
     assert dataclasses.is_dataclass(second.summary)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_points_in_worker_processes_choose_as_one_process(files):
     points = sweep_points("dann", {"trade_off": [0.1, 1.0, 10.0]})
     one = run_tuned(_config("one", "dann"), "im", points)
