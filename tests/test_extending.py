@@ -15,6 +15,7 @@ from boomda import DomainAdapter, DomainPair, MultimodalData, RunConfig
 from boomda.cli import main
 from boomda.errors import ConfigError
 from boomda.registry import BALANCERS, CA_FORMS, METHODS, READERS, Lazy, table_order
+from boomda.resolve import resolve
 from boomda.select import VALIDATORS
 from tests.conftest import make_views
 
@@ -134,7 +135,7 @@ def test_a_corpus_reader_from_the_doc_reads_a_tiny_corpus(run_doc, tmp_path):
         ("h1", 0, "words of h1"), ("h2", 0, "words of h2"), ("s1", 1, "words of s1")]
     assert corpus.items[2].audio == tmp_path / "sad" / "s1.wav"
     with pytest.raises(ConfigError, match="class-folders, got 'other'"):
-        RunConfig.from_dict({"raw": {**section, "corpus": "other"}})
+        resolve(RunConfig.from_dict({"raw": {**section, "corpus": "other"}}))
 
 
 def test_the_registries_are_restored_after_the_doc_tests():
