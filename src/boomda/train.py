@@ -298,7 +298,7 @@ class Trainer:
         (torch, CUDA, numpy's global and the samplers' generator, Python's), where each sampler
         is in its pass, the next step's index, and the logs so far. Tensors, numbers and
         strings only, so that ``torch.load(..., weights_only=True)`` reads it."""
-        np_state = np.random.get_state()
+        np_state = np.random.get_state(legacy=True)
         assert isinstance(np_state, tuple), "numpy's global MT19937 state is a legacy tuple"
         return {
             "format": TRAINING_STATE_FORMAT,

@@ -40,7 +40,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: holds Python objects (pickled arrays); save plain numeric "
                             f"arrays, and labels as strings or integers") from None
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") \
+            raise DataError(f"{path}: cannot read as .npz ({str(exc) or type(exc).__name__})") \
                 from None
 
 
@@ -70,7 +70,8 @@ def _open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
         raise DataError(f"{path}: not a .npz archive of arrays (save one with np.savez)") \
             from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
+        raise DataError(f"{path}: cannot read as .npz ({str(exc) or type(exc).__name__})") \
+            from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: holds one array, not a .npz archive of named arrays (save one "
                         f"with np.savez)")
