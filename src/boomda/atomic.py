@@ -15,7 +15,7 @@ from boomda.errors import BoomdaError
 _TORCH_WRITER = "inline_container.cc"
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it to
     ``path`` (mode 0644). The temporary file is removed if ``write`` fails; a full disk (an
     ``OSError`` ENOSPC, or torch's writer failing) is a :class:`BoomdaError` naming ``path``."""

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from boomda.config import check_keys
+from boomda.losses import tensor_sum
 from boomda.registry import BALANCERS as BALANCERS
 from boomda.registry import NORMALIZATIONS as NORMALIZATIONS
 from boomda.registry import check_normalization
@@ -105,10 +106,10 @@ def representation_gradients(losses: list[torch.Tensor], reps: list[torch.Tensor
     if len(losses) != m_count + 1:
         raise ValueError(f"expected {m_count + 1} losses for {m_count} representations")
     if fused_reps is not None:
-        grads = torch.autograd.grad(sum(losses), [*reps, *fused_reps], allow_unused=True)
+        grads = torch.autograd.grad(tensor_sum(losses), [*reps, *fused_reps], allow_unused=True)
         own, fused = grads[:m_count], grads[m_count:]
     else:
-        own = torch.autograd.grad(sum(losses[:m_count]), reps, retain_graph=True,
+        own = torch.autograd.grad(tensor_sum(losses[:m_count]), reps, retain_graph=True,
                                   allow_unused=True)
         fused = torch.autograd.grad(losses[m_count], reps, retain_graph=True, allow_unused=True)
     zero = [torch.zeros_like(z) for z in reps]
@@ -133,7 +134,7 @@ def gram_from_gradients(own: list[torch.Tensor], fused: list[torch.Tensor]) -> n
         pairs = [(x.detach().double().flatten(), y.detach().double().flatten())
                  for x, y in zip(own, fused, strict=True)]
         values = torch.stack([x @ x for x, _ in pairs] + [x @ y for x, y in pairs]
-                             + [sum(y @ y for _, y in pairs)]).cpu().numpy()
+                             + [tensor_sum(y @ y for _, y in pairs)]).cpu().numpy()
     q = np.zeros((m_count + 1, m_count + 1))
     q[idx, idx] = values[:m_count]
     q[idx, m_count] = q[m_count, idx] = values[m_count:2 * m_count]
@@ -491,6 +492,6 @@ def make_balancer(name: str, **options: Any) -> Balancer:
     gradient normalisation before solving. An option the strategy does not take is an error
     naming it."""
     cls = BALANCERS.lookup(name)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = list(inspect.signature(cls).parameters)
     check_keys(options, accepted, f"gamma solver {name!r}")
     return cls(**options)

@@ -38,8 +38,6 @@ from typing import Any
 
 from boomda.errors import ConfigError
 
-#: the event files' folder in a run folder
-FOLDER = "tensorboard"
 #: metrics.jsonl key -> tag, for the keys without a group prefix
 PLAIN_TAGS = {"loss": "loss/total", "r": "r", "n_pseudo": "pseudo/n",
               "n_pseudo_classes": "pseudo/n_classes", "pseudo_accuracy": "pseudo/accuracy",

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +31,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _data_parent() -> argparse.ArgumentParser:
+def _data_parent() -> _Parser:
     """The data options that ``boomda run`` and ``boomda diagnose`` share (a parent parser):
     they build the domain pair the same way (:func:`data_config`)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)
     parent.add_argument("--config", help="YAML file with 'data', 'train', 'out', 'name' "
                                          "sections (diagnose reads its data section)")
     parent.add_argument("--modalities", help="comma-separated modality names (default: "
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="a method option, e.g. trade_off=0.5 or entropy=true for cdan "
                           "(repeatable; see docs/baselines.md)")
     # every TrainConfig option of one number or word, with its help from the dataclass
-    choices = {"method": METHODS, "gamma_solver": BALANCERS,
+    choices: dict[str, Iterable[str]] = {"method": METHODS, "gamma_solver": BALANCERS,
                "gamma_normalization": NORMALIZATIONS, "ca_form": CA_FORMS,
                "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES}
     for name, kind, what, default in train_options():

@@ -35,7 +35,8 @@ DEFAULT_SHIFTS = {
 
 
 def _option(default: Any, help: str) -> Any:
-    """A ``TrainConfig`` field with its one-line meaning (the command line's help text)."""
+    """A config field with its one-line meaning (the command line's help text): the options
+    of :class:`TrainConfig` and of :class:`boomda.methods.options.BoomdaOptions`."""
     return field(default=default, metadata={"help": help})
 
 

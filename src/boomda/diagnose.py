@@ -310,10 +310,12 @@ def _outputs(adapter: DomainAdapter, data: MultimodalData) -> tuple[list[np.ndar
     """Z_1..Z_M, Z_{M+1} and the M+1 heads' predicted classes of ``data`` (evaluation mode)."""
     from boomda.evaluate import _batched_outputs
 
-    net = adapter.net
     checked = adapter.partial_input(data).data
+    net = adapter.net
+    assert net is not None, "partial_input() raises unless the adapter is fitted"
     reps: list[list[torch.Tensor]] = [[] for _ in net.modalities]
-    fused, preds = [], [[] for _ in range(len(net.modalities) + 1)]
+    fused: list[torch.Tensor] = []
+    preds: list[list[torch.Tensor]] = [[] for _ in range(len(net.modalities) + 1)]
     for out in _batched_outputs(net, checked, adapter.device, None):
         for j, z in enumerate(out.reps):
             reps[j].append(z.double().cpu())

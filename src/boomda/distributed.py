@@ -95,7 +95,7 @@ def check_supported(method: type | object, options: object, select_epoch: str = 
         raise ConfigError(f"select_epoch {select_epoch} is not supported in data-parallel "
                           f"training; train in one process, or without it")
     solver = getattr(options, "gamma_solver", None)
-    if (getattr(method, "use_ca", False) and solver in BALANCERS
+    if (getattr(method, "use_ca", False) and isinstance(solver, str) and solver in BALANCERS
             and not BALANCERS.trait(solver, "data_parallel", True)):
         usable = ", ".join(n for n in BALANCERS if BALANCERS.trait(n, "data_parallel", True))
         raise ConfigError(f"gamma_solver {solver} is not supported in data-parallel training "

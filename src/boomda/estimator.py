@@ -30,6 +30,7 @@ from boomda.runtime import resolve_device, seed_everything
 from boomda.train import StepLog, Trainer, stored_state
 
 if TYPE_CHECKING:
+    from boomda.methods.base import Method
     from boomda.sweep import Selection
 
 CHECKPOINT_FORMAT = 1
@@ -87,7 +88,7 @@ class DomainAdapter:
         self._fitted_config: TrainConfig | None = None
         self._device: torch.device | None = None
         self.net: MultimodalNet | None = None
-        self.method = None
+        self.method: Method | None = None
         self.history: list[StepLog] = []
         self.selected_epoch: int | None = None
         #: JSON-able facts saved with the model (class names, how raw inputs are prepared)
@@ -279,7 +280,7 @@ class DomainAdapter:
                                  cfg.dropout, encoders=encoders,
                                  modality_dropout=cfg.modality_dropout)
         self.method = build_method(cfg.method, self.net, cfg)
-        self.metadata["classes"] = list(pair.classes)
+        self.metadata["classes"] = list(pair.classes or ())
         trainer = Trainer(self.method, cfg, self.device)
         self.history = trainer.fit(pair, on_step=on_step, progress=progress,
                                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
@@ -528,14 +529,15 @@ class DomainAdapter:
         """
         resolve_strategy(strategy, self.config.modality_dropout)
         part = self.partial_input(data, mask)
+        net = self._require_fitted()
         checked = part.data
         if checked.labels is None:
             raise DataError(f"{name}: labels are needed to evaluate")
-        checked.check_labels(self.net.n_classes, f"{name}.labels")
+        checked.check_labels(net.n_classes, f"{name}.labels")
         if part.complete.all():
-            return evaluate(self.net, checked, self.device, name)
+            return evaluate(net, checked, self.device, name)
         pred = self._predict_partial(part, strategy).pred
-        return prediction_scores(checked.labels, pred, self.net.n_classes)
+        return prediction_scores(checked.labels, pred, net.n_classes)
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -555,6 +557,7 @@ class DomainAdapter:
             BoomdaError: the model is not trained yet.
         """
         net = self._require_fitted()
+        assert self.method is not None, "fit() and load() set the method with the network"
         path = Path(path)
         state = {k: v.detach().cpu() for k, v in stored_state(self.method).items()}
         specs = {m: e.spec() for m, e in net.encoders.items() if isinstance(e, BackboneEncoder)}
@@ -624,7 +627,8 @@ class DomainAdapter:
         adapter._fitted_config, adapter._device = cfg, resolve_device(cfg.device)
         dims = {m: payload["dims"][m] for m in payload["modalities"]}
         specs = json.loads(payload.get("encoders") or "{}")
-        built = {m: build_backbone_encoder(spec) for m, spec in specs.items()}
+        built: dict[str, nn.Module] = {m: build_backbone_encoder(spec)
+                                       for m, spec in specs.items()}
         built.update(_given_encoders(path, json.loads(payload.get("module_encoders") or "{}"),
                                      dict(encoders or {}), dims, cfg.dim, adapter.device))
         adapter.net = MultimodalNet(dims, payload["n_classes"], cfg.dim, cfg.hidden, cfg.dropout,
@@ -670,8 +674,7 @@ def _check_option_names(names: Mapping[str, object], method: str) -> None:
 def _module_encoder(name: str, module: object, n_features: int, dim: int,
                     device: torch.device, rows: torch.Tensor) -> ModuleEncoder:
     """``module``, checked on ``rows`` (2 samples of modality ``name``), as an encoder."""
-    check_module_encoder(name, module, rows, dim, device)
-    return ModuleEncoder(module, n_features, dim)
+    return ModuleEncoder(check_module_encoder(name, module, rows, dim, device), n_features, dim)
 
 
 def _given_encoders(path: Path, trained: dict[str, str], given: dict[str, nn.Module],

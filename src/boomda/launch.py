@@ -3,6 +3,7 @@ again under ``torchrun`` (see docs/scale.md)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -58,8 +59,9 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
                           rb"torch\.distributed\.elastic)")
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     quiet, pending, said = False, b"", set()
-    assert proc.stderr is not None
-    for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+    stderr = proc.stderr
+    assert isinstance(stderr, io.BufferedReader), "a pipe with the default buffering"
+    for chunk in iter(lambda: stderr.read1(4096), b""):
         pending += chunk
         # forward whole segments (ended by a newline, or tqdm's carriage return)
         *segments, pending = re.split(rb"(?<=[\n\r])", pending)

@@ -165,7 +165,7 @@ def _parse_holder(text: str) -> dict[str, Any] | None:
 
 
 def _read_fd(fd: int) -> str:
-    chunks = []
+    chunks: list[bytes] = []
     offset = 0
     while True:
         chunk = os.pread(fd, 4096, offset)
@@ -179,10 +179,10 @@ def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` runs on this machine."""
     if pid == os.getpid():
         return True
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+    if sys.platform == "win32":  # os.kill(pid, 0) would send CTRL_C_EVENT there
         import ctypes
 
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        kernel32 = ctypes.windll.kernel32
         handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
         if not handle:
             return ctypes.get_last_error() == 5  # access denied: it exists

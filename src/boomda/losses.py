@@ -5,7 +5,10 @@ Shapes: ``z`` is (B, d) representations of one modality; ``logits`` is (B, C); `
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,14 @@ from boomda.registry import CA_FORMS as CA_FORMS
 #: added to every per-dimension variance inside the log-determinant
 LOGDET_EPS = 1e-6
 
+
+def tensor_sum(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``t_1 + t_2 + ...`` over a non-empty iterable of tensors (what ``sum`` computes, typed
+    as a tensor); an empty one is a :class:`ValueError`."""
+    items = list(tensors)
+    if not items:
+        raise ValueError("tensor_sum: no tensors to add")
+    return functools.reduce(operator.add, items)
 
 def _check_batch(z: torch.Tensor, what: str) -> None:
     if z.dim() != 2:
@@ -215,9 +226,9 @@ def correlation_alignment_with_gradients(
         widths = [ss.shape[1] for ss in ss_all]
         gs_blocks, gt_blocks = gs.split(widths, dim=1), gt.split(widths, dim=1)
     else:
-        ptt = sum(st @ st.T for st in st_all)
-        pts = sum(st @ ss.T for st, ss in zip(st_all, ss_all, strict=True))
-        pss = sum(ss @ ss.T for ss in ss_all)
+        ptt = tensor_sum(st @ st.T for st in st_all)
+        pts = tensor_sum(st @ ss.T for st, ss in zip(st_all, ss_all, strict=True))
+        pss = tensor_sum(ss @ ss.T for ss in ss_all)
         gap = (ptt * ptt).sum() - 2.0 * (pts * pts).sum() + (pss * pss).sum()
         gs_blocks = [4.0 * (pss @ ss - pts.T @ st) for ss, st in zip(ss_all, st_all, strict=True)]
         gt_blocks = [4.0 * (ptt @ st - pts @ ss) for ss, st in zip(ss_all, st_all, strict=True)]

@@ -51,7 +51,7 @@ class PartialInput:
     @property
     def complete(self) -> np.ndarray:
         """(N,) True for the samples that have every modality."""
-        return self.present.all(axis=1)
+        return np.asarray(self.present.all(axis=1))
 
     def absent_counts(self) -> dict[str, int]:
         """Modality -> number of samples that lack it (only modalities absent somewhere)."""

@@ -28,9 +28,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from boomda.errors import ConfigError
+
+if TYPE_CHECKING:
+    from boomda.balance import Balancer
+    from boomda.methods.base import Method
 
 T = TypeVar("T")
 
@@ -187,7 +191,7 @@ def _method(target: str, rank: int, use_ca: bool | None = None, use_pl: bool | N
 
 #: method name -> :class:`boomda.methods.base.Method` subclass (``train.method``,
 #: ``--method``); the built-ins in the paper's Table 1 order
-METHODS: Registry[type] = Registry("method", {
+METHODS: Registry[type[Method]] = Registry("method", {
     "dt": _method("boomda:DirectTransfer", 0, False, False, baseline=True),
     "dann": _method("dann:DANN", 1, baseline=True),
     "dada": _method("dada:DADA", 2, baseline=True),
@@ -209,7 +213,7 @@ def _balancer(attribute: str, gram: bool = True) -> Lazy:
 #: balancing strategy name -> :class:`boomda.balance.Balancer` subclass
 #: (``train.options.gamma_solver``, ``--gamma-solver``); ``data_parallel``: whether it trains
 #: in data-parallel processes
-BALANCERS: Registry[type] = Registry("gamma solver", {
+BALANCERS: Registry[type[Balancer]] = Registry("gamma solver", {
     "closed_form": _balancer("ClosedFormBalancer"),
     "exact": _balancer("ExactBalancer"),
     "imtl": _balancer("ImpartialBalancer"),

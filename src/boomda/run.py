@@ -35,6 +35,7 @@ def environment() -> dict:
     """What makes runs comparable: versions and machine."""
     from boomda import __version__
 
+    world = distributed.world()
     return {
         "boomda_version": __version__,
         "torch_version": str(torch.__version__),
@@ -44,7 +45,7 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         # data-parallel processes (boomda.distributed); 1: one process
-        "processes": distributed.world().size if distributed.world() is not None else 1,
+        "processes": world.size if world is not None else 1,
     }
 
 
@@ -56,7 +57,7 @@ class RunResult:
     folder: Path
     results: dict
     adapter: DomainAdapter
-    summary: rundir.RunResults | None = None
+    summary: rundir.RunResults
 
 
 def default_run_name(config: RunConfig) -> str:
@@ -100,7 +101,8 @@ def run_experiment(
     given_device = resolved.train.device
     resolved = resolved.with_device(distributed.setup(given_device))
     if not distributed.is_writer():
-        return _follow(resolved, None)
+        _follow(resolved, None)
+        return None
     if resolved.config.name is not None:  # a bad name fails before the data are prepared
         _check_name(resolved.config)
     resolved, data = prepare(resolved, progress=progress)
@@ -196,7 +198,8 @@ def _resume(folder: Path, progress: bool, on_step, *, writer: bool) -> RunResult
     run = resolve(config, where=str(folder / rundir.CONFIG))
     run = run.with_device(distributed.setup(run.train.device))
     if not distributed.is_writer():
-        return _follow(run, state)
+        _follow(run, state)
+        return None
     now = environment()
     changed = [k for k in ("boomda_version", "torch_version") if environment_then.get(k) != now[k]]
     if changed:
@@ -263,12 +266,14 @@ def _train(resolved: ResolvedRun, data: RunData, folder: Path, identity: dict,
     # finished run, comes last: a run stopped at any point before it is unfinished, and
     # --resume finishes it from the checkpoint written at the end of training.
     last = adapter.history[-1]
+    method = adapter.method
+    assert method is not None, "fit() sets the method"
     from boomda.select import score_model
 
     results = rundir.RunResults(
         run=identity,
         method=config.train.method,
-        options=dataclasses.asdict(adapter.method.options),
+        options=dataclasses.asdict(method.options),
         tags=dict(config.tags),
         modalities=list(pair.modalities),
         seed=config.train.seed,
@@ -291,7 +296,7 @@ def _train(resolved: ResolvedRun, data: RunData, folder: Path, identity: dict,
         resumed_at_step=int(resume["step"]) if resume is not None else None,
         train_seconds=train_seconds,
         seconds_per_step=train_seconds / max(1, len(adapter.history)),
-        classes=list(pair.classes),
+        classes=list(pair.classes or ()),
         selected_epoch=adapter.selected_epoch,
     )
     if config.raw is not None:

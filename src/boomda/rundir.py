@@ -358,8 +358,8 @@ class RunResults:
     def from_dict(cls, d: dict[str, Any]) -> RunResults:
         """The results in a ``results.json`` object; a field the file lacks (one written by an
         older boomda, or by hand) is None."""
-        return cls(**{f.name: d.get(f.name) for f in fields(cls) if f.name != "tags"},
-                   tags={k: str(d[k]) for k in cls.TAGS if k in d})
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls) if f.name != "tags"}
+        return cls(**values, tags={k: str(d[k]) for k in cls.TAGS if k in d})
 
     def write(self, folder: str | Path) -> Path:
         """Write ``results.json`` in ``folder`` atomically."""
@@ -380,7 +380,8 @@ class RunResults:
             f"run folder      {folder}",
             f"method          {r.method}"
             + (f" ({r.options['gamma_solver']})"
-               if r.final_gamma is not None and "gamma_solver" in (r.options or {}) else "")
+               if r.final_gamma is not None and r.options and "gamma_solver" in r.options
+               else "")
             + f", modalities {'+'.join(r.modalities)}, seed {r.seed}",
         ]
         if r.classes:

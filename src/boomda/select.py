@@ -324,11 +324,19 @@ def score_model(adapter, pair) -> dict[str, float]:
             for name, v in VALIDATORS.items()}
 
 
+def _held_out(value: np.ndarray | None) -> np.ndarray:
+    """An ``_s``/``_v`` entry of :class:`ModelOutputs`, present whenever a validator that
+    ``needs_holdout`` is scored."""
+    if value is None:
+        raise ValueError("this validator needs held-out source samples; the pair has none")
+    return value
+
+
 #: the label-free validators, by name (``boomda bench --select NAME``); adding one is a scoring
 #: function of :class:`ModelOutputs` and one line: ``VALIDATORS.register(name, Validator(...))``
 VALIDATORS: Registry[Validator] = Registry("validator", {v.name: v for v in (
     Validator("source_risk", "minus the cross-entropy on held-out labelled source samples",
-              True, lambda o: source_risk(o.probs_v, o.labels_v)),
+              True, lambda o: source_risk(_held_out(o.probs_v), _held_out(o.labels_v))),
     Validator("im", "information maximisation on the target: diversity of the predictions "
               "minus their mean entropy", False, lambda o: information_maximization(o.probs_t)),
     Validator("snd", "soft neighbourhood density: entropy of each target sample's softmax "
@@ -336,8 +344,9 @@ VALIDATORS: Registry[Validator] = Registry("validator", {v.name: v for v in (
               lambda o: soft_neighborhood_density(o.probs_t)),
     Validator("dev", "deep embedded validation: importance-weighted source-validation loss "
               "with a control variate, negated", True,
-              lambda o: deep_embedded_validation(o.feats_s, o.feats_v, o.feats_t,
-                                                 cross_entropy(o.probs_v, o.labels_v))),
+              lambda o: deep_embedded_validation(
+                  _held_out(o.feats_s), _held_out(o.feats_v), o.feats_t,
+                  cross_entropy(_held_out(o.probs_v), _held_out(o.labels_v)))),
 )})
 
 

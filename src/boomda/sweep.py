@@ -341,7 +341,7 @@ def choose(validator: str, labels: Sequence[str], scores: Sequence[Mapping[str, 
     if not finite:
         raise BoomdaError(f"no point has a finite {validator} score ({len(labels)} point(s)); "
                           f"choose another validator")
-    best = max(values[i] for i in finite)
+    best = max(v for v in values if v is not None)
     tied = [i for i in finite if values[i] == best]
     reason = f"highest {validator} ({best:.4f}) among {len(finite)} point(s) with a finite score"
     if len(tied) > 1:

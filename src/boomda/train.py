@@ -117,7 +117,7 @@ class StepLog:
         return dict(zip(names, self.gamma, strict=True))
 
     def to_dict(self) -> dict:
-        d = {"step": self.step, "epoch": self.epoch, "loss": self.loss}
+        d: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "loss": self.loss}
         d.update({f"loss_{k}": v for k, v in self.terms.items()})
         d.update({f"weight_{k}": v for k, v in self.weights.items()})
         if self.gamma is not None:
@@ -298,7 +298,8 @@ class Trainer:
         (torch, CUDA, numpy's global and the samplers' generator, Python's), where each sampler
         is in its pass, the next step's index, and the logs so far. Tensors, numbers and
         strings only, so that ``torch.load(..., weights_only=True)`` reads it."""
-        np_state = np.random.get_state()
+        np_state = np.random.get_state(legacy=True)
+        assert isinstance(np_state, tuple), "numpy's global MT19937 state is a legacy tuple"
         return {
             "format": TRAINING_STATE_FORMAT,
             "step": step,
@@ -421,7 +422,7 @@ def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig
         return torch.optim.SGD(params, lr=config.lr, momentum=config.betas[0],
                                weight_decay=config.weight_decay, foreach=True)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=config.lr, betas=tuple(config.betas),
+    return kind(params, lr=config.lr, betas=(config.betas[0], config.betas[1]),
                 weight_decay=config.weight_decay, foreach=True)
 
 

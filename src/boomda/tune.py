@@ -83,12 +83,12 @@ def run_tuned(config: RunConfig | ResolvedRun, validator: str,
     if workers < 1:
         raise ConfigError(f"--workers {workers}: give a number of processes, at least 1")
     check_validator(validator, config.data.holdout > 0 or config.raw is not None, "--select")
-    points = [dict(p) for p in (points if points is not None
+    chosen = [dict(p) for p in (points if points is not None
                                 else preset_points(config.train.method))]
-    check_points(config.train, points, where="--sweep" if points else "preset")
+    check_points(config.train, chosen, where="--sweep" if chosen else "preset")
     if config.name is not None:
         _check_name(config)
-    tuned = TunedRun(config, validator, points)
+    tuned = TunedRun(config, validator, chosen)
     name = config.name or default_run_name(config)
     target = Path(config.out) / name
     if overwrite and rundir.is_tuned_folder(target):

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from boomda.errors import DataError
 
@@ -238,7 +239,7 @@ class MultimodalData:
 
 
 def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None,
-                   dtype: np.dtype | str = np.float32) -> np.ndarray:
+                   dtype: DTypeLike = np.float32) -> np.ndarray:
     """Right-pad variable-length sequences (T_i, D) into one array (N, T, 1 + D) of ``dtype``
     (float32, or float16 to halve the memory).
 
@@ -250,8 +251,8 @@ def pack_sequences(sequences: Sequence[np.ndarray], steps: int | None = None,
     if np.dtype(dtype) not in (np.float32, np.float16):
         raise DataError(f"pack_sequences: dtype must be float32 or float16, got {dtype}")
     arrays = [np.asarray(s) for s in sequences]
-    widths = {a.shape[1] if a.ndim == 2 else None for a in arrays}
-    if None in widths or len(widths) != 1:
+    widths = {a.shape[1] for a in arrays if a.ndim == 2}
+    if any(a.ndim != 2 for a in arrays) or len(widths) != 1:
         raise DataError(f"pack_sequences: expected (steps, features) arrays of one width, got "
                         f"shapes {sorted({a.shape for a in arrays})[:3]}")
     if min(a.shape[0] for a in arrays) < 1:

@@ -20,7 +20,7 @@ import numpy as np
 from boomda.data.container import MultimodalData
 from boomda.data.heart import is_heart_domain
 from boomda.data.pair import DomainPair
-from boomda.data.shifts import parse_shift, shift_to_str
+from boomda.data.shifts import ShiftSpec, parse_shift, shift_to_str
 from boomda.errors import DataError
 
 #: the array of a data file that holds the labels
@@ -40,7 +40,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: holds Python objects (pickled arrays); save plain numeric "
                             f"arrays, and labels as strings or integers") from None
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") \
+            raise DataError(f"{path}: cannot read as .npz ({str(exc) or type(exc).__name__})") \
                 from None
 
 
@@ -70,7 +70,8 @@ def _open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
         raise DataError(f"{path}: not a .npz archive of arrays (save one with np.savez)") \
             from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({exc or type(exc).__name__})") from None
+        raise DataError(f"{path}: cannot read as .npz ({str(exc) or type(exc).__name__})") \
+            from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: holds one array, not a .npz archive of named arrays (save one "
                         f"with np.savez)")
@@ -136,7 +137,7 @@ def _heart_domain(spec: str, classes: Sequence[str] | None) -> MultimodalData:
     return MultimodalData(data.views, labels, name=spec, classes=classes)
 
 
-def protocol_pair(data: MultimodalData, modalities: Sequence[str], shifts: Mapping[str, object],
+def protocol_pair(data: MultimodalData, modalities: Sequence[str], shifts: Mapping[str, ShiftSpec],
                   *, seed: int, holdout: float, name: str) -> DomainPair:
     """The paper's split-and-shift protocol on one labelled data set (``name`` in errors)."""
     unknown = [m for m in shifts if m not in data.views]
@@ -161,6 +162,8 @@ def protocol_pair(data: MultimodalData, modalities: Sequence[str], shifts: Mappi
 def warn_rare_classes(data: MultimodalData, name: str) -> None:
     """Warn of classes with fewer than 2 labelled samples (a stray label, such as 99 among
     0..3, makes a class of its own)."""
+    if data.labels is None:
+        return
     counts = np.bincount(data.labels, minlength=len(data.classes or ()) or 1)
     rare = np.flatnonzero(counts < 2)
     if rare.size:
@@ -181,7 +184,7 @@ def no_shift_warning(pair: DomainPair) -> str | None:
 
 def file_pair(source: str | Path, target: str | Path, modalities: Sequence[str] = (), *,
               holdout: float = 0.2, seed: int = 0,
-              shifts: Mapping[str, object] | None = None) -> DomainPair:
+              shifts: Mapping[str, ShiftSpec] | None = None) -> DomainPair:
     """A user's own pair of domains: the labelled ``source`` file and the ``target`` file
     (labels optional, for scoring only). ``modalities``: which to use (default: every array of
     the files, which must then hold the same ones). Standardisation statistics come from the

@@ -25,7 +25,6 @@ from boomda.errors import DataError
 PACKAGE = "multiviewstacking"
 #: column prefix in htad.csv -> modality name
 VIEWS = {"v1_": "audio", "v2_": "accel"}
-N_SAMPLES = 1386
 CLASSES = ["brush_teeth", "eat_chips", "mop_floor", "sweep", "type_on_keyboard", "wash_hands",
            "watch_tv"]
 

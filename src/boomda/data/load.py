@@ -11,6 +11,7 @@ from typing import Any
 from boomda.config import RunConfig
 from boomda.data.files import file_pair, load_dataset, protocol_pair
 from boomda.data.pair import DomainPair
+from boomda.errors import ConfigError
 
 
 def split_seed(config: RunConfig) -> int:
@@ -22,7 +23,9 @@ def build_pair(config: RunConfig) -> DomainPair:
     """The domain pair of a feature-data config: a real pair of files (``data.source`` /
     ``data.target``), or one data set split and shifted by the paper's protocol."""
     data = config.data
-    if data.is_pair:
+    if data.source is not None or data.target is not None:
+        if data.source is None or data.target is None:
+            raise ConfigError("data: a real pair needs both 'source' and 'target' files")
         return file_pair(data.source, data.target, data.modalities, holdout=data.holdout,
                          seed=split_seed(config), shifts=data.shifts)
     return protocol_pair(load_dataset(data.dataset), data.modalities, data.shifts,

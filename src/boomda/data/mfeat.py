@@ -37,7 +37,6 @@ VIEWS: dict[str, tuple[str, int, str]] = {
             "44c5c8cc7a06b3540947729c55f95dabd8bfc4eb422ccfecad625e769c2a99e8"),
 }
 N_SAMPLES = 2000
-N_CLASSES = 10
 ARCHIVE = "mfeat.tar.xz"
 
 

@@ -185,8 +185,8 @@ class DomainPair:
         if source.classes is not None:
             n_classes = len(source.classes)
         elif n_classes is None:
-            seen = [source.labels] + [d.labels for d in (target, source_holdout)
-                                      if d is not None and d.labels is not None]
+            seen = [d.labels for d in (source, target, source_holdout)
+                    if d is not None and d.labels is not None]
             n_classes = int(max(int(s.max()) for s in seen if s.size)) + 1
         details = dict(info or {})
         if drawn:
@@ -249,7 +249,7 @@ class DomainPair:
         target = MultimodalData(shifted, target.labels, name="target", classes=data.classes)
         holdout_data = None
         if holdout > 0:
-            hold_idx, train_idx = stratified_split(source.labels, holdout, rng)
+            hold_idx, train_idx = stratified_split(data.labels[src_idx], holdout, rng)
             holdout_data, source = source.subset(hold_idx), source.subset(train_idx)
         if data.classes is not None:
             k = len(data.classes)

@@ -80,7 +80,8 @@ class SignalPipeline:
         self.cache = cache
         self.dtype = np.dtype(raw.cache_dtype)
         self.settings: dict[str, Any] = {"signal": spec.signal}
-        self.tokenizer = None
+        #: the text pipeline's ``transformers`` tokenizer (None for the other signals)
+        self.tokenizer: Any = None
         self.configure(spec, raw, folder, _read_preprocessor(folder))
         self.fingerprint = self.backbone.fingerprint()
 
@@ -164,7 +165,7 @@ class AudioPipeline(SignalPipeline):
     def prepare(self, item: RawItem, corruption: Mapping[str, Any] | None,
                 seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         s = self.settings
-        wave = signals.load_audio(item.audio, s["rate"], s["max_seconds"])
+        wave = signals.load_audio(item.file("audio"), s["rate"], s["max_seconds"])
         if corruption is not None:
             wave = signals.add_white_noise(wave, corruption["snr"], self._rng(item, seed))
         if s["normalize"]:
@@ -172,7 +173,7 @@ class AudioPipeline(SignalPipeline):
         return torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None], None
 
     def source(self, item: RawItem) -> dict[str, Any]:
-        return {**file_identity(item.audio), "start": item.start, "end": item.end}
+        return {**file_identity(item.file("audio")), "start": item.start, "end": item.end}
 
 
 class VideoPipeline(SignalPipeline):
@@ -198,7 +199,7 @@ class VideoPipeline(SignalPipeline):
     def prepare(self, item: RawItem, corruption: Mapping[str, Any] | None,
                 seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         s = self.settings
-        frames = signals.read_frames(item.video, s["n_frames"], item.start, item.end,
+        frames = signals.read_frames(item.file("video"), s["n_frames"], item.start, item.end,
                                      size=s["size"], crop=item.crop)
         if corruption is not None:
             x = signals.darken_and_noise(frames, corruption["brightness"], corruption["snr"],
@@ -211,7 +212,7 @@ class VideoPipeline(SignalPipeline):
         return pixels[None].float(), None
 
     def source(self, item: RawItem) -> dict[str, Any]:
-        source = {**file_identity(item.video), "start": item.start, "end": item.end}
+        source = {**file_identity(item.file("video")), "start": item.start, "end": item.end}
         if item.crop is not None:
             source["crop"] = item.crop  # (whole frames keep the keys they always had)
         return source

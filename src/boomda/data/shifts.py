@@ -13,7 +13,8 @@ pooled over features would drown the small-scale features and spare the large on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -141,8 +142,10 @@ class RescaleShift:
 
 
 Shift = NoShift | NoiseShift | ScaleNoiseShift | MaskShift | BlockShift | RescaleShift
+#: what :func:`parse_shift` reads: a spec string, a mapping with a ``kind``, or a shift
+ShiftSpec = str | Mapping | Shift
 
-_KINDS: dict[str, type] = {
+_KINDS: dict[str, type[Shift]] = {
     "none": NoShift,
     "noise": NoiseShift,
     "scale_noise": ScaleNoiseShift,
@@ -168,12 +171,13 @@ def _add_noise(x: np.ndarray, snr: float, rng: np.random.Generator) -> np.ndarra
     return x + rng.standard_normal(x.shape, dtype=np.float32) * std
 
 
-def parse_shift(spec: str | Mapping | Shift) -> Shift:
+def parse_shift(spec: ShiftSpec) -> Shift:
     """Build a shift from ``"noise:snr=1.0"``, ``"scale_noise:scale=0.2,snr=0.5"``,
     ``"mask:fraction=0.4"``, ``"block:fraction=0.3"``, ``"rescale:fraction=0.5,scale=3"``,
     ``"none"``, or a mapping ``{"kind": "noise", "snr": 1.0}``."""
-    if isinstance(spec, tuple(_KINDS.values())):
+    if isinstance(spec, Shift):
         return spec
+    params: dict[str, Any]
     if isinstance(spec, str):
         kind, params = split_spec(spec, "shift")
     elif isinstance(spec, Mapping):
@@ -184,7 +188,7 @@ def parse_shift(spec: str | Mapping | Shift) -> Shift:
     if kind not in _KINDS:
         raise ConfigError(f"unknown shift kind {kind!r}; choose from {', '.join(_KINDS)}")
     cls = _KINDS[kind]
-    check_keys(params, sorted(set(cls.__dataclass_fields__) - {"kind"}), f"shift {kind!r}",
+    check_keys(params, sorted({f.name for f in fields(cls)} - {"kind"}), f"shift {kind!r}",
                "parameter")
     return cls(**params)
 

@@ -86,7 +86,7 @@ class GridSpec:
         excluded = self.sweep_methods is not None and method not in self.sweep_methods
         if not self.sweep or excluded:
             return [{}]
-        if self.sweep == PRESET:
+        if isinstance(self.sweep, str):  # PRESET, the one string validate() accepts
             return [dict(point) for point in METHODS[method].preset] or [{}]
         if isinstance(self.sweep, list):
             return [dict(point) for point in self.sweep]
@@ -211,7 +211,7 @@ class GridSpec:
             raw["data"] = merged
         where = "grid.base" if task is None else f"grid.tasks.{task}"
         config = RunConfig.from_dict(raw, where=where)
-        if config.data.is_pair and not config.data.modalities:  # every array of the files
+        if config.data.source is not None and not config.data.modalities:  # the files' arrays
             from boomda.data.files import modality_names
 
             config.data.modalities = modality_names(config.data.source, f"{where}.source")
@@ -301,7 +301,7 @@ def _available_modalities(config: RunConfig) -> tuple[list[str], str] | None:
 
     if config.raw is not None:
         return list(config.raw.modalities), "raw.modalities are"
-    if config.data.is_pair:
+    if config.data.source is not None:  # a real pair
         return (files.modality_names(config.data.source, "data.source"),
                 f"the source {config.data.source} holds")
     if config.data.dataset == "mfeat":

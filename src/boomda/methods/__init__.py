@@ -15,6 +15,9 @@ from boomda.registry import METHODS as METHODS
 from boomda.registry import baselines
 
 if TYPE_CHECKING:
+    from boomda.methods.base import Batch, Method, MethodOutput
+    from boomda.methods.boomda import BoomdaMethod
+    from boomda.methods.options import BoomdaOptions
     from boomda.nn.net import MultimodalNet
 
 #: the names loaded at first use -> their module
@@ -44,7 +47,7 @@ def check_config(config: TrainConfig, n_modalities: int | None = None) -> Any:
     return options
 
 
-def build_method(name: str, net: MultimodalNet, config: TrainConfig) -> Any:
+def build_method(name: str, net: MultimodalNet, config: TrainConfig) -> Method:
     """The method called ``name`` (a :class:`~boomda.methods.base.Method`) wrapped around
     ``net``."""
     return METHODS.lookup(name)(net, config)

@@ -13,7 +13,7 @@ from torch import nn
 
 from boomda import distributed
 from boomda.config import TrainConfig, assign
-from boomda.losses import information_bottleneck_loss
+from boomda.losses import information_bottleneck_loss, tensor_sum
 from boomda.nn.net import MultimodalNet, NetOutput
 
 
@@ -28,6 +28,12 @@ class Batch:
     def __len__(self) -> int:
         return next(iter(self.x.values())).shape[0]
 
+    def labels(self) -> torch.Tensor:
+        """``y``, which a source batch has; a batch without labels is a :class:`ValueError`."""
+        if self.y is None:
+            raise ValueError("a source batch needs labels; this one has none")
+        return self.y
+
 
 def joint_forward(net: MultimodalNet, source: Batch, target: Batch) -> tuple[NetOutput, int]:
     """One forward pass over the source and target batches stacked; returns the output and the
@@ -37,12 +43,13 @@ def joint_forward(net: MultimodalNet, source: Batch, target: Batch) -> tuple[Net
     rank runs the network on its share of the source rows and of the target rows, and the
     output is the gathered one, in the global order (all source rows, then all target rows)."""
     n = len(source)
-    if distributed.world() is None:
+    world = distributed.world()
+    if world is None:
         inputs = {m: stack_rows(source.x[m], target.x[m]) for m in net.modalities}
         return run_net(net, inputs), n
     inputs = {m: stack_rows(distributed.local_rows(source.x[m]),
                             distributed.local_rows(target.x[m])) for m in net.modalities}
-    return gather_output(run_net(net, inputs), n // distributed.world().size), n
+    return gather_output(run_net(net, inputs), n // world.size), n
 
 
 def forward_rows(net: MultimodalNet, x: dict[str, torch.Tensor]) -> NetOutput:
@@ -73,7 +80,8 @@ def gather_output(out: NetOutput, n_source: int | None) -> NetOutput:
     ranks 0..N-1, then their target rows."""
     tensors = [*out.reps, out.fused, *out.logits]
     widths = [t.shape[1] for t in tensors]
-    size = distributed.world().size
+    world = distributed.world()
+    size = 1 if world is None else world.size
     rows = tensors[0].shape[0]
     every = distributed.gather_rows(torch.cat(tensors, dim=1)).reshape(size, rows, -1)
     if n_source is not None:
@@ -124,7 +132,7 @@ class MethodOutput:
 
     def total(self) -> torch.Tensor:
         """``sum_k weights[k] * terms[k]`` (its gradient omits the injected ones)."""
-        return sum(self.weights[k] * t for k, t in self.terms.items())
+        return tensor_sum(self.weights[k] * t for k, t in self.terms.items())
 
     def backward(self, total: torch.Tensor) -> None:
         """Back-propagate ``total`` (:meth:`total`) together with the injected gradients: the

@@ -65,7 +65,8 @@ class BoomdaMethod(Method):
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         opt = self.options
         out, n = joint_forward(self.net, source, target)
-        result = MethodOutput({"ib": source_loss(out, n, source.y, self.config)}, {"ib": 1.0})
+        result = MethodOutput({"ib": source_loss(out, n, source.labels(), self.config)},
+                              {"ib": 1.0})
         if self.use_pl:
             tgt = out.rows(slice(n, None))
             keep, labels = vote_pseudo_labels(tgt.logits, opt.vote_threshold)

@@ -37,6 +37,8 @@ class RandomizedMultilinearMap(nn.Module):
     def __init__(self, feature_dim: int, n_classes: int, out_dim: int, seed: int) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        self.r_features: torch.Tensor
+        self.r_probs: torch.Tensor
         self.register_buffer("r_features", torch.randn(feature_dim, out_dim, generator=gen))
         self.register_buffer("r_probs", torch.randn(n_classes, out_dim, generator=gen))
         self.out_dim = out_dim
@@ -93,7 +95,7 @@ class CDAN(AdversarialMethod):
         if self.options.entropy:
             w = 1.0 + torch.exp(-entropy(probs))
             ws, wt = w[:n], w[n:]
-        terms = {"ib": source_loss(out, n, source.y, self.config),
+        terms = {"ib": source_loss(out, n, source.labels(), self.config),
                  "domain": domain_adversarial_loss(logits[:n], logits[n:], ws, wt)}
         return MethodOutput(terms, {"ib": 1.0, "domain": self.options.trade_off},
                             extras={"grl": self.grl.coefficient(progress)})

@@ -169,13 +169,13 @@ class DADA(AdversarialMethod):
         o = self.options
         out, n = joint_forward(self.net, source, target)
         predicted = out.fused_logits[n:].detach().argmax(dim=1)
-        src_idx, tgt_idx = class_consistent_pairs(source.y, predicted)
+        src_idx, tgt_idx = class_consistent_pairs(source.labels(), predicted)
         m = float(torch.distributions.Beta(o.mix_alpha, o.mix_beta).sample())
         domain, category, discrepancy = dada_terms(
-            out.fused[:n], out.fused[n:], source.y, src_idx, tgt_idx, m, self.unit,
+            out.fused[:n], out.fused[n:], source.labels(), src_idx, tgt_idx, m, self.unit,
             self.category, lambda z: self.grl(z, progress), o)
         r, lam = o.ratio, o.trade_off
-        terms = {"ib": source_loss(out, n, source.y, self.config),
+        terms = {"ib": source_loss(out, n, source.labels(), self.config),
                  "domain": domain,
                  "category": category,
                  # the category discriminator maximises the discrepancy, the encoders (through

@@ -36,7 +36,7 @@ class DALN(AdversarialMethod):
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         out, n = joint_forward(self.net, source, target)
         critic = self.net.fused_head(self.grl(out.fused, progress))
-        terms = {"ib": source_loss(out, n, source.y, self.config),
+        terms = {"ib": source_loss(out, n, source.labels(), self.config),
                  "neg_nwd": -nuclear_wasserstein_discrepancy(critic[:n], critic[n:])}
         return MethodOutput(terms, {"ib": 1.0, "neg_nwd": self.options.trade_off},
                             extras={"grl": self.grl.coefficient(progress)})

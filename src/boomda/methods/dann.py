@@ -31,7 +31,7 @@ class DANN(AdversarialMethod):
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         out, n = joint_forward(self.net, source, target)
         logits = self.discriminator(self.grl(out.fused, progress))
-        terms = {"ib": source_loss(out, n, source.y, self.config),
+        terms = {"ib": source_loss(out, n, source.labels(), self.config),
                  "domain": domain_adversarial_loss(logits[:n], logits[n:])}
         return MethodOutput(terms, {"ib": 1.0, "domain": self.options.trade_off},
                             extras={"grl": self.grl.coefficient(progress)})

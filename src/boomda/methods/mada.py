@@ -20,7 +20,7 @@ from torch import nn
 
 from boomda.config import TrainConfig
 from boomda.errors import ConfigError
-from boomda.losses import domain_adversarial_loss
+from boomda.losses import domain_adversarial_loss, tensor_sum
 from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
 from boomda.nn.adversarial import DomainDiscriminator
@@ -64,11 +64,11 @@ class MADA(AdversarialMethod):
         out, n = joint_forward(self.net, source, target)
         probs = F.softmax(out.fused_logits, dim=1).detach()
         inputs = class_weighted_inputs(self.grl(out.fused, progress), probs)
-        domain = sum(
+        domain = tensor_sum(
             domain_adversarial_loss(logits[:n], logits[n:])
             for logits in (disc(x) for disc, x in zip(self.discriminators, inputs, strict=True))
         )
-        terms = {"ib": source_loss(out, n, source.y, self.config), "domain": domain}
+        terms = {"ib": source_loss(out, n, source.labels(), self.config), "domain": domain}
         weight = self.options.trade_off * self.options.class_weight
         return MethodOutput(terms, {"ib": 1.0, "domain": weight},
                             extras={"grl": self.grl.coefficient(progress)})

@@ -3,16 +3,11 @@ lists them without importing torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from boomda.config import _option
 from boomda.errors import ConfigError
 from boomda.registry import BALANCERS, CA_FORMS, check_normalization
-
-
-def _option(default: Any, help: str) -> Any:
-    """An option with its one-line meaning (the command line's help text)."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

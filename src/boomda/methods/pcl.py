@@ -64,7 +64,7 @@ class PCL(AdversarialMethod):
     def augment(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The second, augmented view of a batch of raw inputs (see the module docstring)."""
         o = self.options
-        return {m: self.net.encoders[m].augment(value, o.noise, o.mask) for m, value in x.items()}
+        return {m: self.net.encoder(m).augment(value, o.noise, o.mask) for m, value in x.items()}
 
     def loss_terms(self, source: Batch, target: Batch, progress: float) -> MethodOutput:
         o = self.options
@@ -72,7 +72,7 @@ class PCL(AdversarialMethod):
         logits = self.discriminator(self.grl(out.fused, progress))
         probs_a = F.softmax(out.fused_logits[n:], dim=1)
         probs_b = F.softmax(forward_rows(self.net, self.augment(target.x)).fused_logits, dim=1)
-        terms = {"ib": source_loss(out, n, source.y, self.config),
+        terms = {"ib": source_loss(out, n, source.labels(), self.config),
                  "domain": domain_adversarial_loss(logits[:n], logits[n:]),
                  "pcl": probabilistic_contrastive_loss(probs_a, probs_b, o.scale)}
         return MethodOutput(terms, {"ib": 1.0, "domain": o.trade_off, "pcl": o.pcl_weight},

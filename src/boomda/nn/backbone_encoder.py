@@ -74,6 +74,7 @@ class BackboneEncoder(nn.Module):
         self.dropout = dropout
         self.steps_per_frame = frozen_steps_per_frame(backbone)
         self.stats = Standardizer(hidden)
+        self.sequence: TextCNN | LSTMEncoder
         if sequence == "textcnn":
             self.sequence = TextCNN(hidden, dim, dropout=dropout)
         else:

@@ -128,7 +128,8 @@ class PretrainedBackbone(nn.Module):
             raise ConfigError(f"speech backbones with an adapter (config.add_adapter) are not "
                               f"supported ({model_type!r})")
         self.kind = kind
-        self.model = model
+        # a transformers model: its attributes (config, encoder, ...) depend on its family
+        self.model: Any = model
         self.source = source or str(getattr(config, "name_or_path", "") or model_type)
         self.layer_path = find_layers(model)
         self.trainable_layers = 0
@@ -304,7 +305,8 @@ class PretrainedBackbone(nn.Module):
         if self.family == "wavlm":
             # the relative position bias is computed by layer 0 and shared by all layers
             b, t = h.shape[:2]
-            bias = self.layers[0].attention.compute_bias(t, t)
+            first: Any = self.layers[0]
+            bias = first.attention.compute_bias(t, t)
             bias = bias.unsqueeze(0).repeat(b, 1, 1, 1).view(b * bias.shape[0], t, t)
             stable = config.do_stable_layer_norm
             with warnings.catch_warnings():

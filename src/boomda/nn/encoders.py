@@ -8,11 +8,26 @@ wrapped in :class:`ModuleEncoder`, which adds them.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
 from boomda import distributed
 from boomda.errors import DataError
+
+
+class Encoder(Protocol):
+    """What the network asks of a modality's encoder (see the module docstring)."""
+
+    n_features: int
+    out_dim: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def fit_standardization(self, x: torch.Tensor) -> None: ...
+
+    def augment(self, x: torch.Tensor, noise: float, fraction: float) -> torch.Tensor: ...
 
 
 class Standardizer(nn.Module):
@@ -21,6 +36,9 @@ class Standardizer(nn.Module):
     The statistics are set from the source domain only (:meth:`fit`); a feature that is
     constant in the source keeps std 1.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
@@ -136,10 +154,11 @@ class ModuleEncoder(StandardizedEncoder):
 
 @torch.no_grad()
 def check_module_encoder(name: str, module: object, x: torch.Tensor, dim: int,
-                         device: torch.device) -> None:
-    """Raise a one-line :class:`~boomda.errors.DataError` unless ``module`` (the encoder given
-    for modality ``name``) is an ``nn.Module`` that maps ``x`` (2 rows of the modality's
-    features) to (2, ``dim``) on ``device``; the module is left on ``device``, in its mode."""
+                         device: torch.device) -> nn.Module:
+    """``module``, checked: raise a one-line :class:`~boomda.errors.DataError` unless it (the
+    encoder given for modality ``name``) is an ``nn.Module`` that maps ``x`` (2 rows of the
+    modality's features) to (2, ``dim``) on ``device``; the module is left on ``device``, in its
+    mode."""
     d_in = x.shape[1]
     expected = f"encoders[{name!r}]: expected a module mapping (B, {d_in}) to (B, {dim})"
     if not isinstance(module, nn.Module):
@@ -159,3 +178,4 @@ def check_module_encoder(name: str, module: object, x: torch.Tensor, dim: int,
     if tuple(out.shape) != (x.shape[0], dim):
         raise DataError(f"{expected}, got output shape {tuple(out.shape)} for input shape "
                         f"{tuple(x.shape)}")
+    return module

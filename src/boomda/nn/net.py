@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from boomda import distributed
 from boomda.errors import DataError
-from boomda.nn.encoders import MLPEncoder
+from boomda.nn.encoders import Encoder, MLPEncoder
 
 
 @dataclass
@@ -64,6 +65,8 @@ class MultimodalNet(nn.Module):
         if not 0.0 <= modality_dropout < 1.0:
             raise DataError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
         self.modality_dropout = float(modality_dropout)
+        #: the autocast dtype of training (``precision: bf16``; see the trainer), None: none
+        self.autocast_dtype: torch.dtype | None = None
         encoders = dict(encoders or {})
         if len(dims) < 2:
             raise DataError(f"a multimodal network needs at least 2 modalities, got {list(dims)}")
@@ -88,12 +91,17 @@ class MultimodalNet(nn.Module):
     @property
     def dims(self) -> dict[str, int]:
         """Input features per modality (per step for a sequence modality)."""
-        return {m: int(self.encoders[m].n_features) for m in self.modalities}
+        return {m: int(self.encoder(m).n_features) for m in self.modalities}
 
     @property
     def fused_dim(self) -> int:
         """Size of Z_{M+1}: M times d."""
         return self.dim * len(self.modalities)
+
+    def encoder(self, modality: str) -> Encoder:
+        """The encoder of ``modality`` (its ``n_features`` and ``out_dim`` were checked when the
+        network was built)."""
+        return cast(Encoder, self.encoders[modality])
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.encoders.parameters() if p.requires_grad]
@@ -102,7 +110,7 @@ class MultimodalNet(nn.Module):
     def fit_standardization(self, inputs: Mapping[str, torch.Tensor]) -> None:
         """Set every encoder's standardisation statistics from (source) inputs."""
         for m in self.modalities:
-            self.encoders[m].fit_standardization(inputs[m])
+            self.encoder(m).fit_standardization(inputs[m])
 
     def fuse(self, reps: list[torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
         """Z_{M+1}: Z_1..Z_M concatenated; with ``keep`` (B, M) bool, Z_m of row b is replaced by

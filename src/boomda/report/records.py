@@ -213,11 +213,11 @@ def _label_settings(records: Sequence[RunRecord]) -> None:
     within every cell gets none."""
     placed = [r for r in records if r.method and r.modalities and r.config]
     settings = {id(r): _compared_settings(r) for r in placed}
-    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    cells: dict[tuple[str | None, str, str], list[dict[str, Any]]] = {}
     for r in placed:
         if r.status == DONE:
             cells.setdefault((r.method, r.base_row, r.column), []).append(settings[id(r)])
-    differing: dict[str, list[str]] = {}
+    differing: dict[str | None, list[str]] = {}
     for (method, _, _), group in cells.items():
         for key in _first_appearance([k for s in group for k in s]):
             if len({repr(s[key]) for s in group if key in s}) > 1:

@@ -129,9 +129,10 @@ class Table:
     def average(self, row: str) -> float | None:
         """Mean over the columns of the row's per-column means; None if any column lacks one."""
         means = [self.stat(row, c).mean for c in self.columns]
-        if not means or any(m is None for m in means):
+        known = [m for m in means if m is not None]
+        if not means or len(known) < len(means):
             return None
-        return statistics.fmean(means)
+        return statistics.fmean(known)
 
     def value(self, row: str, column: str) -> float | None:
         """The shown number: the cell's mean, or the row's average for ``AVERAGE``."""
@@ -388,13 +389,16 @@ def selection_tasks(records: Sequence[RunRecord]) -> list[SelectionTask]:
     for column in _first_appearance([r.column for r in done]):
         for method, settings in _first_appearance([(r.method, r.settings_label) for r in done
                                                    if r.column == column]):
+            if method is None:  # a finished run names its method
+                continue
             runs = [r for r in done if r.column == column and r.method == method
                     and r.settings_label == settings]
             points = _first_appearance([r.point for r in runs])
             if len(points) < 2:
                 continue
-            f1 = {p: statistics.fmean(r.target_f1 for r in runs if r.point == p) for p in points}
-            scores = {}
+            f1 = {p: statistics.fmean(f for r in runs if r.point == p
+                                      and (f := r.target_f1) is not None) for p in points}
+            scores: dict[str, dict[str, float]] = {}
             for v in VALIDATORS:
                 scores[v] = {}
                 for p in points:
@@ -424,8 +428,9 @@ def render_selection(tasks: Sequence[SelectionTask], validator: str) -> str:
                      f1_text(t, t.best())])
 
     def mean_of(values: list[float | None]) -> str:
-        return NO_VALUE if not values or any(v is None for v in values) \
-            else f"{statistics.fmean(values):.2f}"
+        known = [v for v in values if v is not None]
+        return NO_VALUE if not values or len(known) < len(values) \
+            else f"{statistics.fmean(known):.2f}"
 
     body.append(["**average**", "",
                  mean_of([t.f1[t.default] if t.default else None for t in tasks]),

@@ -76,6 +76,15 @@ class RawItem:
     crop: str | None = None
     corpus: str = ""
 
+    def file(self, signal: str) -> Path:
+        """The ``audio`` or ``video`` file of the utterance; a :class:`DataError` naming it
+        when its reader did not read that modality."""
+        path = getattr(self, signal)
+        if path is None:
+            raise DataError(f"utterance {self.id!r}: no {signal} file (the corpus was read "
+                            f"without that modality)")
+        return path
+
 
 @dataclass(frozen=True)
 class RawCorpus:
