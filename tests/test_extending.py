@@ -153,4 +153,5 @@ def test_the_traits_a_lazy_entry_declares_are_its_class_attributes(registry):
         cls = entry.load()
         assert cls is registry[name]
         for key, value in entry.traits.items():
+            value = value.load() if isinstance(value, Lazy) else value
             assert getattr(cls, key, None) == value, (name, key)

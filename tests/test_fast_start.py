@@ -49,3 +49,23 @@ def test_report_on_an_existing_grid_imports_no_torch(tmp_path):
     assert report.index("| D.T.") < report.index("| ca") < report.index("| uniform") \
         < report.index("| Boomda")
     assert "| D.T. | ✗ | ✗ |" in report and "| ca | ✓ | ✗ |" in report
+
+
+def test_report_on_a_grid_with_a_sweep_imports_no_torch(tmp_path):
+    """The selection table tells the shipped default point from the method's options, read from
+    the registry without loading the method."""
+    from tests.test_report import _sweep_cell
+
+    grid = tmp_path / "grid"
+    for point, f1 in (("alpha2=100", 70.0), ("alpha2=10", 90.0)):  # 100: Boomda's default
+        for seed in (0, 1):
+            _sweep_cell(grid, "a", point, seed, f1 + seed,
+                        {"im": f1 / 100, "snd": 1.0, "source_risk": None, "dev": None})
+    code = (f"from boomda.cli import main\n"
+            f"assert main(['report', {str(grid)!r}, '--select', 'im']) == 0")
+    assert not _torch_loaded(code)
+    report = (grid / "report.md").read_text(encoding="utf-8")
+    assert "## Label-free selection of the grid point" in report
+    row = next(line for line in report.splitlines() if line.startswith("| a "))
+    # default alpha2=100 (70.5 on average), selected and best alpha2=10 (90.5)
+    assert "70.50" in row and row.count("90.50") == 2, row

@@ -171,38 +171,41 @@ class Registry(MutableMapping[str, T]):
             default: the value when the entry has no such attribute.
 
         Returns:
-            A :class:`Lazy` entry's declared trait ``key``, else the (loaded) entry's
-            attribute.
+            A :class:`Lazy` entry's declared trait ``key`` (itself loaded when it is a
+            :class:`Lazy`, as the built-in methods' ``Options`` are: from a module without
+            torch), else the (loaded) entry's attribute.
 
         Raises:
             KeyError: an unknown name.
         """
         entry = self._entries[name]
         if isinstance(entry, Lazy) and key in entry.traits:
-            return entry.traits[key]
+            value = entry.traits[key]
+            return value.load() if isinstance(value, Lazy) else value
         return getattr(self[name], key, default)
 
 
-def _method(target: str, rank: int, use_ca: bool | None = None, use_pl: bool | None = None,
-            baseline: bool = False) -> Lazy:
-    return Lazy("boomda.methods." + target, {"table_rank": rank, "use_ca": use_ca,
-                                             "use_pl": use_pl, "baseline": baseline})
+def _method(target: str, rank: int, options: str, use_ca: bool | None = None,
+            use_pl: bool | None = None, baseline: bool = False) -> Lazy:
+    return Lazy("boomda.methods." + target, {
+        "table_rank": rank, "use_ca": use_ca, "use_pl": use_pl, "baseline": baseline,
+        "Options": Lazy("boomda.methods.options:" + options)})
 
 
 #: method name -> :class:`boomda.methods.base.Method` subclass (``train.method``,
 #: ``--method``); the built-ins in the paper's Table 1 order
 METHODS: Registry[type[Method]] = Registry("method", {
-    "dt": _method("boomda:DirectTransfer", 0, False, False, baseline=True),
-    "dann": _method("dann:DANN", 1, baseline=True),
-    "dada": _method("dada:DADA", 2, baseline=True),
-    "mada": _method("mada:MADA", 3, baseline=True),
-    "daln": _method("daln:DALN", 4, baseline=True),
-    "pcl": _method("pcl:PCL", 5, baseline=True),
-    "cdan": _method("cdan:CDAN", 6, baseline=True),
-    "ca": _method("boomda:AlignOnly", 7, True, False),
-    "pl": _method("boomda:PseudoLabelOnly", 8, False, True),
-    "uniform": _method("boomda:UniformBoomda", 9, True, True),
-    "boomda": _method("boomda:BoomdaMethod", 10, True, True),
+    "dt": _method("boomda:DirectTransfer", 0, "BoomdaOptions", False, False, baseline=True),
+    "dann": _method("dann:DANN", 1, "AdversarialOptions", baseline=True),
+    "dada": _method("dada:DADA", 2, "DADAOptions", baseline=True),
+    "mada": _method("mada:MADA", 3, "MADAOptions", baseline=True),
+    "daln": _method("daln:DALN", 4, "DALNOptions", baseline=True),
+    "pcl": _method("pcl:PCL", 5, "PCLOptions", baseline=True),
+    "cdan": _method("cdan:CDAN", 6, "CDANOptions", baseline=True),
+    "ca": _method("boomda:AlignOnly", 7, "BoomdaOptions", True, False),
+    "pl": _method("boomda:PseudoLabelOnly", 8, "BoomdaOptions", False, True),
+    "uniform": _method("boomda:UniformBoomda", 9, "BoomdaOptions", True, True),
+    "boomda": _method("boomda:BoomdaMethod", 10, "BoomdaOptions", True, True),
 })
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from boomda import distributed
 from boomda.config import TrainConfig, assign
 from boomda.losses import information_bottleneck_loss, tensor_sum
+from boomda.methods.options import NoOptions
 from boomda.nn.net import MultimodalNet, NetOutput
 
 
@@ -163,11 +164,6 @@ def weight_preset(key: str, extra: dict[str, Any] | None = None) -> tuple[dict[s
     """The baselines' preset: ``key`` (an adaptation weight, default 1) at 1 (first), 0.03, 0.1,
     0.3, 3 and 10, each with the settings ``extra``."""
     return tuple({key: value, **(extra or {})} for value in (1.0, 0.03, 0.1, 0.3, 3.0, 10.0))
-
-
-@dataclass
-class NoOptions:
-    """This method has no options of its own."""
 
 
 class Method(nn.Module):

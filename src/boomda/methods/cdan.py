@@ -14,17 +14,16 @@ Defaults follow the paper and its code: discriminator hidden 1024, lambda = 1, r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from boomda.config import TrainConfig
-from boomda.errors import ConfigError
 from boomda.losses import domain_adversarial_loss, entropy, multilinear_map
-from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.adversarial import AdversarialMethod
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
+from boomda.methods.options import CDANOptions
 from boomda.nn.adversarial import DomainDiscriminator
 from boomda.nn.net import MultimodalNet
 
@@ -45,23 +44,6 @@ class RandomizedMultilinearMap(nn.Module):
 
     def forward(self, features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return (features @ self.r_features) * (probs @ self.r_probs) / math.sqrt(self.out_dim)
-
-
-@dataclass
-class CDANOptions(AdversarialOptions):
-    """Also: ``entropy`` (CDAN+E), ``randomized`` (``auto``: when Md*C > ``max_dim``;
-    ``always``; ``never``), ``random_dim`` r, ``max_dim``."""
-
-    entropy: bool = False
-    randomized: str = "auto"
-    random_dim: int = 1024
-    max_dim: int = 4096
-
-    def validate(self) -> None:
-        super().validate()
-        if self.randomized not in ("auto", "always", "never"):
-            raise ConfigError(f"options.randomized must be auto, always or never, got "
-                              f"{self.randomized!r}")
 
 
 class CDAN(AdversarialMethod):

@@ -34,8 +34,6 @@ classification loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,14 +41,13 @@ from torch import nn
 from boomda.config import TrainConfig
 from boomda.errors import ConfigError
 from boomda.losses import classifier_discrepancy, nuclear_wasserstein_discrepancy
-from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.adversarial import AdversarialMethod
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
+from boomda.methods.options import DISCREPANCIES, DADAOptions
 from boomda.nn.net import MultimodalNet
 
+
 #: DADA's category-discrepancy forms (the release's ``dis_mode``)
-DISCREPANCIES = ("nwd", "l1")
-
-
 def class_consistent_pairs(labels: torch.Tensor, predicted: torch.Tensor,
                            generator: torch.Generator | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,39 +113,6 @@ class CategoryDiscriminator(nn.Sequential):
             nn.Dropout(dropout),
             nn.Linear(hidden[1], n_classes),
         )
-
-
-@dataclass
-class DADAOptions(AdversarialOptions):
-    """The release's defaults (``parameters.py``): ``hidden`` 512 (``fd_fc1_dim``),
-    ``category_hidden`` 512 (``fc_fc1_dim``) and 128 (``fc_fc2_dim``), ``ratio`` r = 0.01
-    (``d_dis_ratio``; its data sets use 0.005 to 0.05), ``discrepancy_ratio`` 0.5,
-    ``discrepancy`` nwd, ``mix_alpha`` = ``mix_beta`` = 0.5 (its data sets use (3, 0.5), (2, 1),
-    (3, 3), (2, 5)), ``normalize`` true, ``dropout`` 0.5."""
-
-    hidden: int = 512
-    category_hidden: int = 512
-    category_hidden2: int = 128
-    ratio: float = 0.01
-    discrepancy_ratio: float = 0.5
-    discrepancy: str = "nwd"
-    mix_alpha: float = 0.5
-    mix_beta: float = 0.5
-    normalize: bool = True
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.ratio <= 1:
-            raise ConfigError(f"options.ratio must be in [0, 1], got {self.ratio}")
-        if self.discrepancy_ratio < 0:
-            raise ConfigError("options.discrepancy_ratio must be >= 0")
-        if self.mix_alpha <= 0 or self.mix_beta <= 0:
-            raise ConfigError("options.mix_alpha and options.mix_beta must be > 0")
-        if self.discrepancy not in DISCREPANCIES:
-            raise ConfigError(f"options.discrepancy must be one of {', '.join(DISCREPANCIES)}, "
-                              f"got {self.discrepancy!r}")
-        if self.category_hidden < 1 or self.category_hidden2 < 1:
-            raise ConfigError("options.category_hidden and category_hidden2 must be >= 1")
 
 
 class DADA(AdversarialMethod):

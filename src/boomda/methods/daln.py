@@ -15,16 +15,10 @@ over training progress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from boomda.losses import nuclear_wasserstein_discrepancy
-from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.adversarial import AdversarialMethod
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
-
-
-@dataclass
-class DALNOptions(AdversarialOptions):
-    """Only ``trade_off`` and the ``grl`` settings apply (DALN has no discriminator)."""
+from boomda.methods.options import DALNOptions
 
 
 class DALN(AdversarialMethod):

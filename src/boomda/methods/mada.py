@@ -12,17 +12,15 @@ of width 1024 on CPU the method would cost several times the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from boomda.config import TrainConfig
-from boomda.errors import ConfigError
 from boomda.losses import domain_adversarial_loss, tensor_sum
-from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.adversarial import AdversarialMethod
 from boomda.methods.base import Batch, MethodOutput, joint_forward, source_loss
+from boomda.methods.options import MADAOptions
 from boomda.nn.adversarial import DomainDiscriminator
 from boomda.nn.net import MultimodalNet
 
@@ -30,20 +28,6 @@ from boomda.nn.net import MultimodalNet
 def class_weighted_inputs(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     """MADA's per-class discriminator inputs: ``out[k] = probs[:, k:k+1] * features``, (K, B, D)."""
     return probs.T.unsqueeze(2) * features.unsqueeze(0)
-
-
-@dataclass
-class MADAOptions(AdversarialOptions):
-    """Also ``class_weight``: the weight of each class discriminator's loss (the released code's
-    ``loss_weight``)."""
-
-    hidden: int = 256
-    class_weight: float = 1.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.class_weight < 0:
-            raise ConfigError(f"options.class_weight must be >= 0, got {self.class_weight}")
 
 
 class MADA(AdversarialMethod):

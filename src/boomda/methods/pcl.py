@@ -18,31 +18,16 @@ the frozen backbone states of the real steps, with per-dimension source statisti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from boomda.config import TrainConfig
-from boomda.errors import ConfigError
 from boomda.losses import domain_adversarial_loss, probabilistic_contrastive_loss
-from boomda.methods.adversarial import AdversarialMethod, AdversarialOptions
+from boomda.methods.adversarial import AdversarialMethod
 from boomda.methods.base import Batch, MethodOutput, forward_rows, joint_forward, source_loss
+from boomda.methods.options import PCLOptions
 from boomda.nn.adversarial import DomainDiscriminator
 from boomda.nn.net import MultimodalNet
-
-
-@dataclass
-class PCLOptions(AdversarialOptions):
-    pcl_weight: float = 0.05
-    scale: float = 7.0
-    noise: float = 0.5
-    mask: float = 0.2
-
-    def validate(self) -> None:
-        super().validate()
-        if self.pcl_weight < 0 or self.scale <= 0 or self.noise < 0 or not 0 <= self.mask < 1:
-            raise ConfigError("options: pcl_weight >= 0, scale > 0, noise >= 0, mask in [0, 1)")
 
 
 class PCL(AdversarialMethod):

@@ -363,9 +363,10 @@ def is_default_point(point: str, method: str) -> bool:
     """Whether every option of a sweep point (``key=value,...``), a train option or an option of
     ``method`` (also spelt ``options.key``), has its shipped default."""
     from boomda.config import TrainConfig, coerce
-    from boomda.methods import METHODS
+    from boomda.registry import METHODS
 
-    options = [METHODS[method].Options()] if method in METHODS else []
+    # the registry reads a built-in method's options without loading the method (and torch)
+    options = [METHODS.trait(method, "Options")()] if method in METHODS else []
     for item in filter(None, point.split(",")):
         key, _, value = item.partition("=")
         owners = options if key.startswith("options.") else [TrainConfig(), *options]
