@@ -183,6 +183,7 @@ def test_the_cli_refuses_a_folder_in_use_in_one_line(tmp_path):
 
 
 @needs_posix
+@pytest.mark.integration
 def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path, capfd):
     folder = tmp_path / "g"
     holder, _ = _lock_holder(folder)
