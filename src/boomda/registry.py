@@ -186,26 +186,30 @@ class Registry(MutableMapping[str, T]):
 
 
 def _method(target: str, rank: int, options: str, use_ca: bool | None = None,
-            use_pl: bool | None = None, baseline: bool = False) -> Lazy:
+            use_pl: bool | None = None, baseline: bool = False, title: str | None = None) -> Lazy:
     return Lazy("boomda.methods." + target, {
-        "table_rank": rank, "use_ca": use_ca, "use_pl": use_pl, "baseline": baseline,
+        "table_rank": rank, "title": title, "use_ca": use_ca, "use_pl": use_pl,
+        "baseline": baseline,
         "Options": Lazy("boomda.methods.options:" + options)})
 
 
 #: method name -> :class:`boomda.methods.base.Method` subclass (``train.method``,
 #: ``--method``); the built-ins in the paper's Table 1 order
 METHODS: Registry[type[Method]] = Registry("method", {
-    "dt": _method("boomda:DirectTransfer", 0, "BoomdaOptions", False, False, baseline=True),
-    "dann": _method("dann:DANN", 1, "AdversarialOptions", baseline=True),
-    "dada": _method("dada:DADA", 2, "DADAOptions", baseline=True),
-    "mada": _method("mada:MADA", 3, "MADAOptions", baseline=True),
-    "daln": _method("daln:DALN", 4, "DALNOptions", baseline=True),
-    "pcl": _method("pcl:PCL", 5, "PCLOptions", baseline=True),
-    "cdan": _method("cdan:CDAN", 6, "CDANOptions", baseline=True),
-    "ca": _method("boomda:AlignOnly", 7, "BoomdaOptions", True, False),
-    "pl": _method("boomda:PseudoLabelOnly", 8, "BoomdaOptions", False, True),
-    "uniform": _method("boomda:UniformBoomda", 9, "BoomdaOptions", True, True),
-    "boomda": _method("boomda:BoomdaMethod", 10, "BoomdaOptions", True, True),
+    "dt": _method("boomda:DirectTransfer", 0, "BoomdaOptions", False, False, baseline=True,
+                  title="D.T."),
+    "dann": _method("dann:DANN", 1, "AdversarialOptions", baseline=True, title="DANN"),
+    "dada": _method("dada:DADA", 2, "DADAOptions", baseline=True, title="DADA"),
+    "mada": _method("mada:MADA", 3, "MADAOptions", baseline=True, title="MADA"),
+    "daln": _method("daln:DALN", 4, "DALNOptions", baseline=True, title="DALN"),
+    "pcl": _method("pcl:PCL", 5, "PCLOptions", baseline=True, title="PCL"),
+    "cdan": _method("cdan:CDAN", 6, "CDANOptions", baseline=True, title="CDAN"),
+    "ca": _method("boomda:AlignOnly", 7, "BoomdaOptions", True, False, title="ca"),
+    "pl": _method("boomda:PseudoLabelOnly", 8, "BoomdaOptions", False, True, title="pl"),
+    "uniform": _method("boomda:UniformBoomda", 9, "BoomdaOptions", True, True,
+                       title="uniform"),
+    "boomda": _method("boomda:BoomdaMethod", 10, "BoomdaOptions", True, True,
+                      title="Boomda"),
 })
 
 

@@ -182,6 +182,8 @@ class Method(nn.Module):
     preset: tuple[dict[str, Any], ...] = ()
     #: the row of the method in the paper's tables (Table 1 order); None: after the ranked ones
     table_rank: int | None = None
+    #: the method's name in tables (the paper's: ``D.T.``, ``DANN``, ...); None: its ``name``
+    title: str | None = None
     #: whether the method is a baseline of the comparison (direct transfer or a published method)
     baseline: bool = False
     #: for an ablation variant of Boomda: whether it uses correlation alignment (CA) and

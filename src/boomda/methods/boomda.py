@@ -39,6 +39,7 @@ class BoomdaMethod(Method):
     name = "boomda"
     Options = BoomdaOptions
     table_rank = 10
+    title = "Boomda"
     #: the alignment form and alpha_2 over three orders of magnitude, from the development
     #: grids (docs/benchmarks.md, section 5): ``correlation`` was best at 10-100 and
     #: ``relative`` at 3-10, while the covariance forms collapsed; the default first
@@ -130,6 +131,7 @@ class DirectTransfer(BoomdaMethod):
 
     name = "dt"
     table_rank = 0
+    title = "D.T."
     baseline = True
     use_ca = False
     use_pl = False
@@ -145,6 +147,7 @@ class AlignOnly(BoomdaMethod):
 
     name = "ca"
     table_rank = 7
+    title = "ca"
     use_pl = False
 
 
@@ -153,6 +156,7 @@ class PseudoLabelOnly(BoomdaMethod):
 
     name = "pl"
     table_rank = 8
+    title = "pl"
     use_ca = False
     #: the pseudo-label weight alpha_1 (default 0.5 first)
     preset = tuple({"alpha1": alpha1} for alpha1 in (0.5, 0.03, 0.1, 0.2, 1.0, 3.0))
@@ -163,5 +167,6 @@ class UniformBoomda(BoomdaMethod):
 
     name = "uniform"
     table_rank = 9
+    title = "uniform"
     fixed_solver = "uniform"
 

@@ -49,6 +49,7 @@ class RandomizedMultilinearMap(nn.Module):
 class CDAN(AdversarialMethod):
     name = "cdan"
     table_rank = 6
+    title = "CDAN"
     baseline = True
     Options = CDANOptions
 

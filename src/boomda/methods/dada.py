@@ -118,6 +118,7 @@ class CategoryDiscriminator(nn.Sequential):
 class DADA(AdversarialMethod):
     name = "dada"
     table_rank = 2
+    title = "DADA"
     baseline = True
     Options = DADAOptions
 

@@ -24,6 +24,7 @@ from boomda.methods.options import DALNOptions
 class DALN(AdversarialMethod):
     name = "daln"
     table_rank = 4
+    title = "DALN"
     baseline = True
     Options = DALNOptions
 

@@ -21,6 +21,7 @@ from boomda.nn.net import MultimodalNet
 class DANN(AdversarialMethod):
     name = "dann"
     table_rank = 1
+    title = "DANN"
     baseline = True
 
     def __init__(self, net: MultimodalNet, config: TrainConfig) -> None:

@@ -33,6 +33,7 @@ def class_weighted_inputs(features: torch.Tensor, probs: torch.Tensor) -> torch.
 class MADA(AdversarialMethod):
     name = "mada"
     table_rank = 3
+    title = "MADA"
     baseline = True
     Options = MADAOptions
 

@@ -33,6 +33,7 @@ from boomda.nn.net import MultimodalNet
 class PCL(AdversarialMethod):
     name = "pcl"
     table_rank = 5
+    title = "PCL"
     baseline = True
     Options = PCLOptions
     #: ``trade_off`` from 0.03 to 10 at the authors' contrastive weight, and a ten times larger

@@ -24,7 +24,7 @@ import yaml
 
 from boomda.atomic import atomic_write_text
 from boomda.errors import BoomdaError
-from boomda.registry import ablation_marks, table_order
+from boomda.registry import METHODS, ablation_marks, table_order
 from boomda.report.records import (
     DONE,
     FAILED,
@@ -39,8 +39,6 @@ DEFAULT_VALIDATOR = "im"
 AVERAGE = "ave."
 NO_VALUE = "–"
 
-_PAPER_NAMES = {"dt": "D.T.", "dann": "DANN", "dada": "DADA", "mada": "MADA", "daln": "DALN",
-                "pcl": "PCL", "cdan": "CDAN", "boomda": "Boomda"}
 #: metric name -> what the table shows
 METRICS = {"target": "target weighted F1", "source_holdout": "source held-out weighted F1"}
 #: environment keys that must agree for runs to be comparable
@@ -121,7 +119,8 @@ class Table:
     def name(self, row: str) -> str:
         """The row as the tables show it: the paper's name of the method, then the rest."""
         base = self.base(row)
-        return _PAPER_NAMES.get(base, base) + row[len(base):]
+        title = METHODS.trait(base, "title") if base in METHODS else None
+        return (title or base) + row[len(base):]
 
     def stat(self, row: str, column: str) -> Stat:
         return self.cells.get((row, column), Stat())
@@ -363,7 +362,6 @@ def is_default_point(point: str, method: str) -> bool:
     """Whether every option of a sweep point (``key=value,...``), a train option or an option of
     ``method`` (also spelt ``options.key``), has its shipped default."""
     from boomda.config import TrainConfig, coerce
-    from boomda.registry import METHODS
 
     # the registry reads a built-in method's options without loading the method (and torch)
     options = [METHODS.trait(method, "Options")()] if method in METHODS else []
