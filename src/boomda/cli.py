@@ -370,7 +370,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--nproc {args.nproc}: give a number of processes, at least 1")
     if args.nproc is not None and args.nproc > 1 and not distributed.launched_by_torchrun():
         if args.resume is None:
-            check_parallel(build_config(args), args.nproc)  # bad options fail here, once
+            # bad options fail here, once, before the processes start
+            check_parallel(_resolve(build_config(args), args), args.nproc)
         return launch_torchrun(args.nproc, args.argv)
     if args.resume is not None:
         _only_resume_options(args, ("nproc", "sweep"))

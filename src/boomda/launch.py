@@ -8,24 +8,28 @@ import os
 import re
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
-from boomda.config import RunConfig
 from boomda.errors import ConfigError
+
+if TYPE_CHECKING:
+    from boomda.resolve import ResolvedRun
 
 #: set by the launcher for its processes (their stderr is a pipe): "1" when the launcher's
 #: stderr is a terminal, so that they show progress bars on it
 TERMINAL_ENV = "BOOMDA_STDERR_TERMINAL"
 
 
-def check_parallel(config: RunConfig, nproc: int) -> None:
-    """What a data-parallel run needs, checked before the processes start."""
+def check_parallel(run: ResolvedRun, nproc: int) -> None:
+    """What a data-parallel run of the checked config ``run`` needs, checked before the
+    processes start."""
     import torch
 
     from boomda import distributed
-    from boomda.methods import METHODS, check_config
+    from boomda.methods import METHODS
     from boomda.runtime import resolve_device
 
-    options = check_config(config.train)
+    config, options = run.config, run.options
     if config.train.batch_size % nproc:
         raise ConfigError(f"--nproc {nproc}: batch_size {config.train.batch_size} is not "
                           f"divisible by {nproc} (each process takes an equal share of the "
